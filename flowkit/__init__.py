@@ -1,6 +1,76 @@
-"""flowkit: saga/step workflows with exact compensation and durable checkpoints."""
+"""flowkit: saga/step workflows with exact compensation, retries and durable checkpoints.
 
-from flowkit.container import Registry, Scope
-from flowkit.exceptions import DefinitionError, ServiceNotFound
+The public surface is re-exported here; the modules behind it are private.
+"""
 
-__all__ = ["DefinitionError", "Registry", "Scope", "ServiceNotFound"]
+from flowkit.container import Lifetime, Registry, Scope
+from flowkit.events import Event
+from flowkit.exceptions import (
+    CompensationFailed,
+    DefinitionError,
+    FlowkitError,
+    InjectedFailure,
+    LeaseLost,
+    NotSerializable,
+    PermanentFailure,
+    RunNotFound,
+    SchemaMismatch,
+    ServiceNotFound,
+    SimulatedCrash,
+    StepNotWaiting,
+    StepTimeout,
+    StoredError,
+    StoreError,
+    TransactionConflict,
+    TransactionInProgress,
+    WorkflowTimeout,
+)
+from flowkit.refs import Ref, create_hook, parallelize, transform, when
+from flowkit.retry import RetryPolicy
+from flowkit.state import RunRecord, RunResult, StepError, StepRecord, StepState, TransactionState
+from flowkit.step import Step, StepContext, StepResponse, step
+from flowkit.workflow import Workflow, WorkflowResponse, workflow
+
+__all__ = [
+    "CompensationFailed",
+    "DefinitionError",
+    "Event",
+    "FlowkitError",
+    "InjectedFailure",
+    "LeaseLost",
+    "Lifetime",
+    "NotSerializable",
+    "PermanentFailure",
+    "Ref",
+    "Registry",
+    "RetryPolicy",
+    "RunNotFound",
+    "RunRecord",
+    "RunResult",
+    "SchemaMismatch",
+    "Scope",
+    "ServiceNotFound",
+    "SimulatedCrash",
+    "Step",
+    "StepContext",
+    "StepError",
+    "StepNotWaiting",
+    "StepRecord",
+    "StepResponse",
+    "StepState",
+    "StepTimeout",
+    "StoreError",
+    "StoredError",
+    "TransactionConflict",
+    "TransactionInProgress",
+    "TransactionState",
+    "Workflow",
+    "WorkflowResponse",
+    "WorkflowTimeout",
+    "create_hook",
+    "parallelize",
+    "step",
+    "transform",
+    "when",
+    "workflow",
+]

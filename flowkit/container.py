@@ -258,7 +258,8 @@ def _finish(gen: Generator[Any, None, None], exc: BaseException | None) -> Excep
         return None
     except Exception as err:
         return None if err is exc else err
-    return RuntimeError(f"service factory {gen.gi_code.co_qualname} yielded more than once")
+    code = getattr(gen, "gi_code", None)
+    return RuntimeError(f"service factory {getattr(code, 'co_qualname', gen)} yielded twice")
 
 
 def _check_key(key: object) -> None:

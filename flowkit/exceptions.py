@@ -105,7 +105,7 @@ class WorkflowTimeout(FlowkitError, TimeoutError):
         super().__init__(f"workflow {workflow!r} exceeded its timeout of {timeout:g}s")
 
 
-class CompensationFailed(FlowkitError, ExceptionGroup):  # type: ignore[misc]
+class CompensationFailed(FlowkitError, ExceptionGroup):
     """A run ended `failed`: a compensation failed after the original error.
 
     An `ExceptionGroup` of the original error first, then every compensation error.

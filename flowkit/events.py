@@ -1,0 +1,121 @@
+"""Structured events of a run, delivered to subscribers and to structlog.
+
+Nothing is built when nobody listens: a run gets an `Emitter` only when an engine has a matching
+subscriber or the application configured structlog with a level that lets events through.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from attrs import field, frozen
+
+from flowkit import _log
+
+__all__ = ["Event", "EventHandler"]
+
+DEBUG = logging.DEBUG
+INFO = logging.INFO
+WARNING = logging.WARNING
+ERROR = logging.ERROR
+
+
+@frozen
+class Event:
+    """One thing that happened in a run.
+
+    Attributes:
+        name: `run_started`, `step_started`, `step_succeeded`, `step_retrying`, `step_failed`,
+            `step_skipped`, `step_waiting`, `compensation_started`, `step_compensated`,
+            `compensation_failed` or `run_finished`.
+        workflow: The workflow's name.
+        transaction_id: The run's transaction id.
+        step: The step's name (None for run events).
+        attempt: The attempt number, when it applies.
+        level: The `logging` level the event is logged at.
+        timestamp: Seconds since the epoch.
+        data: Event-specific fields (`state`, `error`, `duration`...).
+    """
+
+    name: str
+    workflow: str
+    transaction_id: str
+    step: str | None = None
+    attempt: int | None = None
+    level: int = DEBUG
+    timestamp: float = field(factory=time.time)
+    data: Mapping[str, Any] = field(factory=dict)
+
+
+EventHandler = Callable[[Event], None]
+
+
+@frozen
+class Subscription:
+    """A handler and the runs it wants to hear about."""
+
+    handler: EventHandler
+    workflow: str | None = None
+    transaction_id: str | None = None
+
+    def wants(self, workflow: str, transaction_id: str) -> bool:
+        """True when events of this run go to the handler."""
+        return (self.workflow is None or self.workflow == workflow) and (
+            self.transaction_id is None or self.transaction_id == transaction_id
+        )
+
+
+class Emitter:
+    """Delivers one run's events; exists only when someone listens."""
+
+    __slots__ = ("_handlers", "_logger", "_min_level", "transaction_id", "workflow")
+
+    def __init__(
+        self,
+        workflow: str,
+        transaction_id: str,
+        handlers: list[EventHandler],
+        logger: Any,
+        min_level: int,
+    ) -> None:
+        self.workflow = workflow
+        self.transaction_id = transaction_id
+        self._handlers = handlers
+        self._logger = logger
+        self._min_level = min_level
+
+    def emit(
+        self,
+        name: str,
+        level: int,
+        step: str | None = None,
+        attempt: int | None = None,
+        **data: Any,
+    ) -> None:
+        """Deliver one event to the subscribers, then to structlog if its level is enabled."""
+        if self._handlers:
+            event = Event(name, self.workflow, self.transaction_id, step, attempt, level, data=data)
+            for handler in self._handlers:
+                handler(event)
+        logger = self._logger
+        if logger is not None and level >= self._min_level:
+            fields = {k: v for k, v in data.items() if v is not None}
+            if step is not None:
+                fields["step"] = step
+            if attempt is not None:
+                fields["attempt"] = attempt
+            logger.log(level, name, **fields)
+
+
+def emitter_for(
+    workflow: str, transaction_id: str, subscriptions: tuple[Subscription, ...] = ()
+) -> Emitter | None:
+    """The emitter of a new run, or None when neither subscribers nor structlog listen."""
+    handlers = [s.handler for s in subscriptions if s.wants(workflow, transaction_id)]
+    logger, min_level = _log.run_logger(workflow, transaction_id)
+    if not handlers and logger is None:
+        return None
+    return Emitter(workflow, transaction_id, handlers, logger, min_level)
