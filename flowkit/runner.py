@@ -22,6 +22,7 @@ from flowkit.events import Emitter
 from flowkit.exceptions import (
     CompensationFailed,
     DefinitionError,
+    NotSerializable,
     StepTimeout,
     WorkflowTimeout,
 )
@@ -276,7 +277,12 @@ class Run:
         self.states[i] = _WAITING if node.async_completion else _DONE
         self.ended[i] = t1
         self.attempts[i] = ctx.attempt
-        self._checkpoint_invoke(node, ctx)
+        try:
+            self._checkpoint_invoke(node, ctx)
+        except NotSerializable as exc:
+            if ctx._session is not None and self.journal is not None:
+                self.journal.discard(ctx)
+            return self.fail(node, exc, ctx)
         emitter = self.emitter
         if emitter is not None:
             name = "step_waiting" if node.async_completion else "step_succeeded"
@@ -486,27 +492,28 @@ async def _invoke_child(run: Run, node: PlanNode) -> int:
         return int(inp)
     assert node.child is not None
     run.begin(node, 1)
-    child = Run(
-        node.child,
-        inp,
-        f"{run.transaction_id}/{node.name}",
-        event_group_id=run.event_group_id,
-        emitter=run.emitter,
-        journal=run.journal,
-        faults=run.faults,
-        parent=run,
-        prefix=f"{run.prefix}{node.name}/",
-    )
     if run.children is None:
         run.children = {}
-    run.children[node.index] = child
+    child = run.children.get(node.index)  # present when a recovered run resumes inside it
+    if child is None:
+        child = run.children[node.index] = Run(
+            node.child,
+            inp,
+            f"{run.transaction_id}/{node.name}",
+            event_group_id=run.event_group_id,
+            emitter=run.emitter,
+            journal=run.journal,
+            faults=run.faults,
+            parent=run,
+            prefix=f"{run.prefix}{node.name}/",
+        )
     return await _finish_child(run, node, child)
 
 
 async def _finish_child(run: Run, node: PlanNode, child: Run) -> int:
     """Drive a nested run; its failure (already compensated inside) fails the node."""
     i = node.index
-    code = await forward(child)
+    code = FAIL if child.status is TransactionState.COMPENSATING else await forward(child)
     if code == PARK:
         run.states[i] = _WAITING
         return PARK

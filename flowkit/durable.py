@@ -1,0 +1,452 @@
+"""The bridge between the runner and a store: checkpoints out, runs rebuilt from step logs in."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flowkit.codec import Codec
+from flowkit.exceptions import FlowkitError, NotSerializable
+from flowkit.plan import SKIPPED, Plan, PlanNode
+from flowkit.runner import Run, stage_nodes
+from flowkit.state import (
+    RunResult,
+    StepError,
+    StepRecord,
+    StepState,
+    TransactionState,
+)
+from flowkit.step import StepContext
+from flowkit.store import Checkpoint, RunUpdate, Store, StoredRun, StoredStep
+
+_OUTPUT_STATES = frozenset({StepState.DONE, StepState.WAITING})
+_COMP_STATES = frozenset({StepState.DONE, StepState.WAITING, StepState.TIMEOUT, StepState.FAILED})
+_SKIPPED_STATES = frozenset({StepState.SKIPPED, StepState.SKIPPED_FAILURE})
+_HARD_FAILED = frozenset({StepState.FAILED, StepState.TIMEOUT})
+_SETTLED = frozenset({StepState.DONE, StepState.SKIPPED, StepState.SKIPPED_FAILURE})
+
+
+class IncompatibleRun(FlowkitError):
+    """A stored run has checkpoints of steps the registered workflow no longer has."""
+
+
+class StoreJournal:
+    """Writes a run's checkpoints to a store, fenced on the engine's ownership."""
+
+    __slots__ = ("codec", "finished_early", "owner", "sessions", "store", "taken", "transaction_id")
+
+    def __init__(self, store: Store, codec: Codec, transaction_id: str, owner: str) -> None:
+        self.store = store
+        self.codec = codec
+        self.transaction_id = transaction_id
+        self.owner = owner
+        self.sessions: list[Any] = []
+        self.finished_early = False
+        self.taken: list[Any] = []
+
+    # --- unit of work ----------------------------------------------------------------------
+
+    def open_session(self, run: Run, ctx: StepContext) -> Any:
+        session = self.store.open_session()
+        self.sessions.append(session)
+        return session
+
+    def discard(self, ctx: StepContext) -> None:
+        session, ctx._session = ctx._session, None
+        if session is not None:
+            self._close(session, commit=False)
+
+    def abandon(self) -> None:
+        """Roll back every open session (the run was abandoned, as by a dead process)."""
+        for session in list(self.sessions):
+            self._close(session, commit=False)
+
+    def _close(self, session: Any, *, commit: bool) -> None:
+        if session in self.sessions:
+            self.sessions.remove(session)
+        try:
+            if not commit:
+                session.rollback()
+        finally:
+            session.close()
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def invoked(self, run: Run, node: PlanNode, ctx: StepContext | None) -> None:
+        i = node.index
+        state = run.states[i]
+        assert state is not None
+        dumps = self.codec.dumps
+        name = run.full_name(node)
+        row = StoredStep(
+            name,
+            "invoke",
+            state.value,
+            run.attempts[i],
+            dumps(run.outputs[i], f"the output of step {name!r}")
+            if state in _OUTPUT_STATES
+            else None,
+            dumps(run.comp_inputs[i], f"the compensate input of step {name!r}")
+            if state in _COMP_STATES
+            else None,
+            _error_json(run, name, "invoke")
+            if state in _HARD_FAILED or state is StepState.FAILED
+            else None,
+            run.started[i],
+            run.ended[i],
+        )
+        update = self._run_update(run, node, state)
+        self._write(Checkpoint(self.transaction_id, self.owner, (row,), update), ctx)
+
+    def _run_update(self, run: Run, node: PlanNode, state: StepState) -> RunUpdate | None:
+        if run.parent is not None:
+            return None
+        if state in _HARD_FAILED and not node.fails_softly:
+            return RunUpdate(status=TransactionState.COMPENSATING, errors=self.errors_json(run))
+        if state is StepState.DONE and _is_last(run, node):
+            return self._early_finish(run)
+        return None
+
+    def _early_finish(self, run: Run) -> RunUpdate | None:
+        """Fold the run's `done` into the last step's checkpoint (one commit instead of two)."""
+        try:
+            output = self.codec.dumps(run.plan.result(run), "the workflow's result")
+        except Exception:
+            return None  # the runner will meet the same error and fail the run
+        self.finished_early = True
+        return RunUpdate(
+            status=TransactionState.DONE, output=output, errors=self.errors_json(run), release=True
+        )
+
+    def compensated(self, run: Run, node: PlanNode, ctx: StepContext | None) -> None:
+        i = node.index
+        state = run.states[i]
+        assert state is not None
+        name = run.full_name(node)
+        error = (
+            _error_json(run, name, "compensate") if state is StepState.COMPENSATION_FAILED else None
+        )
+        row = StoredStep(name, "compensate", state.value, 1, None, None, error, None, time.time())
+        self._write(Checkpoint(self.transaction_id, self.owner, (row,), None), ctx)
+
+    def finished(self, run: Run) -> None:
+        if run.parent is not None:
+            return
+        if self.finished_early and run.status is TransactionState.DONE:
+            return
+        output = None
+        if run.status is TransactionState.DONE:
+            output = self.codec.dumps(run.result, "the workflow's result")
+        waiting = run.status is TransactionState.WAITING
+        update = RunUpdate(
+            status=run.status.value, output=output, errors=self.errors_json(run), release=True
+        )
+        checkpoint = Checkpoint(
+            self.transaction_id,
+            self.owner,
+            (),
+            update,
+            take_signals=[run.full_name(n) for n in waiting_nodes(run)] if waiting else (),
+        )
+        self._write(checkpoint, None)
+        self.taken.extend(checkpoint.taken)
+
+    def note(self, update: RunUpdate) -> None:
+        """Write a change of the run row alone (recovery counts, a cancel)."""
+        self._write(Checkpoint(self.transaction_id, self.owner, (), update), None)
+
+    def _write(self, checkpoint: Checkpoint, ctx: StepContext | None) -> None:
+        session = ctx._session if ctx is not None else None
+        if session is None:
+            self.store.write(checkpoint)
+            return
+        ctx._session = None  # type: ignore[union-attr]
+        try:
+            self.store.write(checkpoint, session)
+        finally:
+            self._close(session, commit=True)
+
+    def errors_json(self, run: Run) -> str:
+        return json.dumps(
+            [[e.step, e.action, e.type_name, e.message] for e in run.errors], separators=(",", ":")
+        )
+
+
+def _error_json(run: Run, name: str, action: str) -> str | None:
+    for error in reversed(run.errors):
+        if error.step == name and error.action == action:
+            return json.dumps([error.type_name, error.message])
+    return None
+
+
+def _is_last(run: Run, node: PlanNode) -> bool:
+    stages = run.plan.stages
+    return bool(stages) and stages[-1] is node
+
+
+def waiting_nodes(run: Run) -> Iterator[PlanNode]:
+    """Nodes of `run` (and of its nested runs) that wait for a signal."""
+    for node in run.plan.nodes:
+        if node is None:
+            continue
+        if run.states[node.index] is StepState.WAITING and node.child is None:
+            yield node
+        child = run.children.get(node.index) if run.children else None
+        if child is not None:
+            yield from waiting_nodes(child)
+
+
+# --- rebuilding a run from its log -------------------------------------------------------------
+
+
+def rebuild(run: Run, steps: list[StoredStep], codec: Codec) -> Run:
+    """Fill a fresh `Run` from its step log, and set where it resumes.
+
+    Raises:
+        IncompatibleRun: a checkpointed step does not exist in the workflow.
+    """
+    for row in steps:
+        target, node = locate(run, row.step)
+        if row.action == "invoke":
+            _apply_invoke(target, node, row, codec)
+        else:
+            _apply_compensation(target, node, row)
+    position(run)
+    return run
+
+
+def locate(run: Run, name: str) -> tuple[Run, PlanNode]:
+    """The (run, node) a recorded step name belongs to, creating nested runs on the way.
+
+    Raises:
+        IncompatibleRun: the name matches no node.
+    """
+    node = run.plan.by_name.get(name)
+    if node is not None:
+        return run, node
+    head, _, rest = name.partition("/")
+    parent = run.plan.by_name.get(head)
+    if parent is None or parent.child is None or not rest:
+        raise IncompatibleRun(
+            f"run {run.transaction_id!r} has a checkpoint of step {run.prefix + name!r}, which "
+            f"workflow {run.plan.name!r} does not have"
+        )
+    return locate(child_run(run, parent), rest)
+
+
+def find_node(plan: Plan, name: str) -> PlanNode | None:
+    """The node a recorded step name (`"child/step"` for nested ones) names, or None."""
+    node = plan.by_name.get(name)
+    if node is not None:
+        return node
+    head, _, rest = name.partition("/")
+    parent = plan.by_name.get(head)
+    if parent is None or parent.child is None or not rest:
+        return None
+    return find_node(parent.child, rest)
+
+
+def child_run(run: Run, node: PlanNode) -> Run:
+    """The nested run of a child-workflow node, created (with its input) if missing."""
+    if run.children is None:
+        run.children = {}
+    child = run.children.get(node.index)
+    if child is None:
+        assert node.child is not None
+        child = Run(
+            node.child,
+            node.get(run),
+            f"{run.transaction_id}/{node.name}",
+            event_group_id=run.event_group_id,
+            emitter=run.emitter,
+            journal=run.journal,
+            faults=run.faults,
+            parent=run,
+            prefix=f"{run.prefix}{node.name}/",
+        )
+        run.children[node.index] = child
+    return child
+
+
+def _apply_invoke(run: Run, node: PlanNode, row: StoredStep, codec: Codec) -> None:
+    i = node.index
+    state = StepState(row.status)
+    run.states[i] = state
+    run.attempts[i] = row.attempt
+    run.started[i] = row.started_at
+    run.ended[i] = row.ended_at
+    if state in _OUTPUT_STATES:
+        run.outputs[i] = codec.loads(row.output)
+    elif state in _SKIPPED_STATES or (state is StepState.FAILED and node.fails_softly):
+        run.outputs[i] = SKIPPED
+    run.comp_inputs[i] = codec.loads(row.compensate_input)
+    if row.error is not None:
+        _restore_error(run, run.full_name(node), "invoke", row.error)
+
+
+def _apply_compensation(run: Run, node: PlanNode, row: StoredStep) -> None:
+    i = node.index
+    state = StepState(row.status)
+    run.states[i] = state
+    if run.compensated_at is None:
+        run.compensated_at = [None] * len(run.plan.nodes)
+    run.compensated_at[i] = row.ended_at
+    if state is StepState.COMPENSATION_FAILED:
+        run.comp_failed = True
+        if row.error is not None:
+            _restore_error(run, run.full_name(node), "compensate", row.error)
+
+
+def _restore_error(run: Run, name: str, action: Any, text: str) -> None:
+    type_name, message = json.loads(text)
+    run.errors.append(StepError(name, action, type_name, message))
+
+
+def position(run: Run) -> None:
+    """Set `next_stage` and `status` of a rebuilt run (and of its nested runs) from states."""
+    stages = run.plan.stages
+    started = 0
+    first_open: int | None = None
+    failing = run.comp_failed
+    for k, stage in enumerate(stages):
+        nodes = stage_nodes(stage)
+        states = [run.states[n.index] for n in nodes]
+        if any(s is not None for s in states):
+            started = k + 1
+        if any(_hard_failed(run, n) or _compensation_seen(run, n) for n in nodes):
+            failing = True
+        if first_open is None and not all(_settled(run, n) for n in nodes):
+            first_open = k
+    for child in (run.children or {}).values():
+        position(child)
+    if failing:
+        run.status = TransactionState.COMPENSATING
+        run.next_stage = started
+    else:
+        run.status = TransactionState.INVOKING
+        run.next_stage = len(stages) if first_open is None else first_open
+
+
+def _hard_failed(run: Run, node: PlanNode) -> bool:
+    return run.states[node.index] in _HARD_FAILED and not node.fails_softly
+
+
+def _compensation_seen(run: Run, node: PlanNode) -> bool:
+    return run.states[node.index] in (
+        StepState.REVERTED,
+        StepState.COMPENSATION_FAILED,
+        StepState.COMPENSATING,
+    )
+
+
+def _settled(run: Run, node: PlanNode) -> bool:
+    state = run.states[node.index]
+    return state in _SETTLED or (state is StepState.FAILED and node.fails_softly)
+
+
+def inflight(run: Run) -> tuple[Run, PlanNode] | None:
+    """The node a resumed run will run (or compensate) first, nested runs included."""
+    stages = run.plan.stages
+    if run.status is TransactionState.COMPENSATING:
+        for k in range(min(run.next_stage, len(stages)) - 1, -1, -1):
+            for node in stage_nodes(stages[k]):
+                if run.states[node.index] in _COMP_PENDING:
+                    return _descend(run, node)
+        return None
+    if run.next_stage >= len(stages):
+        return None
+    for node in stage_nodes(stages[run.next_stage]):
+        if not _settled(run, node):
+            return _descend(run, node)
+    return None
+
+
+_COMP_PENDING = frozenset(
+    {StepState.DONE, StepState.WAITING, StepState.TIMEOUT, StepState.FAILED, StepState.COMPENSATING}
+)
+
+
+def _descend(run: Run, node: PlanNode) -> tuple[Run, PlanNode]:
+    child = run.children.get(node.index) if run.children else None
+    if child is not None:
+        found = inflight(child)
+        if found is not None:
+            return found
+    return run, node
+
+
+# --- results read back from a store ------------------------------------------------------------
+
+
+def stored_result(stored: StoredRun, steps: list[StoredStep], codec: Codec) -> RunResult[Any]:
+    """The `RunResult` of a stored run (errors carry no exception objects)."""
+    status = TransactionState(stored.status)
+    return RunResult(
+        result=codec.loads(stored.output) if status is TransactionState.DONE else None,
+        status=status,
+        errors=decode_errors(stored.errors),
+        transaction_id=stored.transaction_id,
+        workflow=stored.workflow,
+        is_partially_completed=any(
+            s.status == StepState.FAILED for s in steps if s.action == "invoke"
+        )
+        and status is TransactionState.DONE,
+        steps=lambda: step_records(steps),
+    )
+
+
+def decode_errors(text: str) -> list[StepError]:
+    """Errors of a run row."""
+    return [
+        StepError(step, action, type_name, message)
+        for step, action, type_name, message in json.loads(text)
+    ]
+
+
+def step_records(steps: list[StoredStep]) -> dict[str, StepRecord]:
+    """Per-step records folded from a step log (the latest row of each step wins)."""
+    records: dict[str, StepRecord] = {}
+    for row in steps:
+        previous = records.get(row.step)
+        if row.action == "invoke":
+            records[row.step] = StepRecord(
+                row.step,
+                StepState(row.status),
+                row.attempt,
+                _dt(row.started_at),
+                _dt(row.ended_at),
+                previous.compensated_at if previous else None,
+            )
+        else:
+            base = previous or StepRecord(row.step, StepState.NOT_STARTED)
+            records[row.step] = StepRecord(
+                row.step,
+                StepState(row.status),
+                base.attempts,
+                base.started_at,
+                base.ended_at,
+                _dt(row.ended_at),
+            )
+    return records
+
+
+def _dt(timestamp: float | None) -> Any:
+    from datetime import UTC, datetime
+
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def encode_or_fail(codec: Codec, value: Any, where: str) -> str:
+    """Encode a value a run is about to start with.
+
+    Raises:
+        NotSerializable: it cannot be stored.
+    """
+    try:
+        return codec.dumps(value, where)
+    except NotSerializable:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise NotSerializable(type(value).__qualname__, where, str(exc)) from None

@@ -1,0 +1,368 @@
+"""What a durable run store does, its records, and the in-memory store.
+
+A store keeps one row per run and an append-only log of step rows (one per finished invoke or
+compensation). Every write made on behalf of a run is fenced on its owner: an engine that lost
+a run's lease gets `LeaseLost` instead of writing. `flowkit.sqlalchemy.SqlStore` is the SQL
+implementation; `MemoryStore` keeps the same semantics in a process (values are still encoded,
+so what works here works on a database).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from attrs import define, evolve, field, frozen
+
+from flowkit.exceptions import LeaseLost
+from flowkit.state import TransactionState
+
+__all__ = [
+    "Checkpoint",
+    "MemoryStore",
+    "NewRun",
+    "RunUpdate",
+    "Signal",
+    "Store",
+    "StoredRun",
+    "StoredStep",
+]
+
+ACTIVE = (TransactionState.INVOKING, TransactionState.COMPENSATING)
+
+
+@frozen
+class StoredStep:
+    """One row of a run's step log (values are encoded JSON text)."""
+
+    step: str
+    action: str
+    status: str
+    attempt: int = 0
+    output: str | None = None
+    compensate_input: str | None = None
+    error: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+
+@frozen
+class StoredRun:
+    """A run's row (values are encoded JSON text; times are seconds since the epoch)."""
+
+    transaction_id: str
+    workflow: str
+    status: str
+    input: str
+    output: str | None = None
+    errors: str = "[]"
+    owner: str | None = None
+    lease_expires_at: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    deadline: float | None = None
+    recoveries: int = 0
+    recovery_step: str | None = None
+    queue: str | None = None
+    event_group_id: str | None = None
+
+
+@frozen
+class NewRun:
+    """A run about to start (or be queued)."""
+
+    transaction_id: str
+    workflow: str
+    input: str
+    owner: str | None
+    lease_seconds: float
+    deadline: float | None = None
+    status: str = TransactionState.INVOKING
+    queue: str | None = None
+    event_group_id: str | None = None
+
+
+@frozen
+class RunUpdate:
+    """A change of the run row written with a checkpoint (None fields are left alone)."""
+
+    status: str | None = None
+    output: str | None = None
+    errors: str | None = None
+    release: bool = False
+    recoveries: int | None = None
+    recovery_step: str | None = None
+
+
+@frozen
+class Signal:
+    """A signal for a waiting step (`kind` is `success` or `failure`; payload is JSON text)."""
+
+    step: str
+    kind: str
+    payload: str
+
+
+@define
+class Checkpoint:
+    """Rows to append and a run change, written in one transaction fenced on `owner`.
+
+    `take_signals` (only with a `waiting` update): steps whose inbox signals, if any, are taken
+    instead of parking the run.
+    """
+
+    transaction_id: str
+    owner: str
+    steps: Sequence[StoredStep] = ()
+    run: RunUpdate | None = None
+    take_signals: Sequence[str] = ()
+    consume_signal: str | None = None
+    taken: list[Signal] = field(factory=list)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The persistence a durable `Engine` needs."""
+
+    durable: bool
+
+    def start_run(self, new: NewRun) -> StoredRun | None:
+        """Insert the run row; returns None when inserted, else the existing row."""
+
+    def load(self, transaction_id: str) -> tuple[StoredRun, list[StoredStep]] | None:
+        """The run row and its step log in write order, or None."""
+
+    def get_run(self, transaction_id: str) -> StoredRun | None:
+        """The run row only."""
+
+    def write(self, checkpoint: Checkpoint, session: Any = None) -> None:
+        """Append rows and apply the run change atomically (with `session`'s writes, if given).
+
+        Raises:
+            LeaseLost: the run is no longer owned by `checkpoint.owner`.
+        """
+
+    def claim(
+        self, transaction_id: str, owner: str, lease_seconds: float, statuses: Iterable[str]
+    ) -> StoredRun | None:
+        """Take ownership when the run has one of `statuses` and no live owner."""
+
+    def renew(self, owner: str, transaction_ids: Sequence[str], lease_seconds: float) -> None:
+        """Extend the leases `owner` holds on these runs."""
+
+    def expired(self, limit: int = 100) -> list[StoredRun]:
+        """Active runs whose owner's lease has run out."""
+
+    def expire_lease(self, transaction_id: str) -> None:
+        """Mark a run's lease expired now (tests, and crash recovery in `flowkit.testing`)."""
+
+    def put_signal(self, transaction_id: str, signal: Signal) -> str:
+        """Keep a signal for a step that is not parked yet, atomically with a look at the run.
+
+        Returns `"stored"`, `"duplicate"` (one is kept already) or `"waiting"` (the run is
+        parked now: claim it and deliver the signal directly instead).
+        """
+
+    def take_signal(self, transaction_id: str, step: str) -> Signal | None:
+        """Peek at the kept signal for a step (consumed by a checkpoint's `consume_signal`)."""
+
+    def list_runs(
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[StoredRun]:
+        """Runs, newest first."""
+
+    def purge(self, before: float) -> int:
+        """Delete finished runs last updated before `before`; returns how many."""
+
+    def now(self) -> float:
+        """The store's clock, in seconds since the epoch."""
+
+    def check(self) -> None:
+        """Raise `SchemaMismatch` when the store cannot hold runs as it is."""
+
+    def open_session(self) -> Any:
+        """A unit-of-work session (SQL stores only)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryStore:
+    """A thread-safe store in process memory, shared by engines that are given it.
+
+    Args:
+        durable: False for the private store of an `Engine(store=None)`: such an engine
+            refuses `async_completion` steps, since nothing outlives the process.
+    """
+
+    def __init__(self, *, durable: bool = True) -> None:
+        self.durable = durable
+        self._lock = threading.RLock()
+        self._runs: dict[str, StoredRun] = {}
+        self._steps: dict[str, list[StoredStep]] = {}
+        self._inbox: dict[tuple[str, str], Signal] = {}
+        self.closed = False
+
+    def start_run(self, new: NewRun) -> StoredRun | None:
+        with self._lock:
+            found = self._runs.get(new.transaction_id)
+            if found is not None:
+                return found
+            now = self.now()
+            self._runs[new.transaction_id] = StoredRun(
+                new.transaction_id,
+                new.workflow,
+                new.status,
+                new.input,
+                owner=new.owner,
+                lease_expires_at=now + new.lease_seconds if new.owner else None,
+                created_at=now,
+                updated_at=now,
+                deadline=new.deadline,
+                queue=new.queue,
+                event_group_id=new.event_group_id,
+            )
+            self._steps[new.transaction_id] = []
+            return None
+
+    def load(self, transaction_id: str) -> tuple[StoredRun, list[StoredStep]] | None:
+        with self._lock:
+            run = self._runs.get(transaction_id)
+            return None if run is None else (run, list(self._steps[transaction_id]))
+
+    def get_run(self, transaction_id: str) -> StoredRun | None:
+        with self._lock:
+            return self._runs.get(transaction_id)
+
+    def write(self, checkpoint: Checkpoint, session: Any = None) -> None:
+        with self._lock:
+            tx = checkpoint.transaction_id
+            run = self._runs.get(tx)
+            if run is None or run.owner != checkpoint.owner:
+                raise LeaseLost(tx)
+            self._steps[tx].extend(checkpoint.steps)
+            if checkpoint.consume_signal is not None:
+                self._inbox.pop((tx, checkpoint.consume_signal), None)
+            update = checkpoint.run
+            if update is not None and update.status == TransactionState.WAITING:
+                taken = [
+                    self._inbox.pop((tx, s))
+                    for s in checkpoint.take_signals
+                    if (tx, s) in self._inbox
+                ]
+                if taken:
+                    checkpoint.taken.extend(taken)
+                    update = None
+            self._runs[tx] = _apply(run, update, self.now())
+
+    def claim(
+        self, transaction_id: str, owner: str, lease_seconds: float, statuses: Iterable[str]
+    ) -> StoredRun | None:
+        with self._lock:
+            run = self._runs.get(transaction_id)
+            now = self.now()
+            if run is None or run.status not in set(statuses) or _live(run, now):
+                return None
+            claimed = evolve(run, owner=owner, lease_expires_at=now + lease_seconds, updated_at=now)
+            self._runs[transaction_id] = claimed
+            return claimed
+
+    def renew(self, owner: str, transaction_ids: Sequence[str], lease_seconds: float) -> None:
+        with self._lock:
+            now = self.now()
+            for tx in transaction_ids:
+                run = self._runs.get(tx)
+                if run is not None and run.owner == owner:
+                    self._runs[tx] = evolve(run, lease_expires_at=now + lease_seconds)
+
+    def expired(self, limit: int = 100) -> list[StoredRun]:
+        with self._lock:
+            now = self.now()
+            found = [r for r in self._runs.values() if r.status in ACTIVE and not _live(r, now)]
+            return sorted(found, key=lambda r: r.created_at)[:limit]
+
+    def expire_lease(self, transaction_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(transaction_id)
+            if run is not None:
+                self._runs[transaction_id] = evolve(run, lease_expires_at=self.now() - 1)
+
+    def put_signal(self, transaction_id: str, signal: Signal) -> str:
+        with self._lock:
+            key = (transaction_id, signal.step)
+            if key in self._inbox:
+                return "duplicate"
+            run = self._runs.get(transaction_id)
+            if run is not None and run.status == TransactionState.WAITING:
+                return "waiting"
+            self._inbox[key] = signal
+            return "stored"
+
+    def take_signal(self, transaction_id: str, step: str) -> Signal | None:
+        with self._lock:
+            return self._inbox.get((transaction_id, step))
+
+    def list_runs(
+        self,
+        status: str | None = None,
+        workflow: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[StoredRun]:
+        with self._lock:
+            runs = [
+                r
+                for r in self._runs.values()
+                if (status is None or r.status == status)
+                and (workflow is None or r.workflow == workflow)
+                and (since is None or r.created_at >= since)
+            ]
+        return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def purge(self, before: float) -> int:
+        with self._lock:
+            doomed = [
+                tx
+                for tx, r in self._runs.items()
+                if TransactionState(r.status).is_finished and r.updated_at < before
+            ]
+            for tx in doomed:
+                del self._runs[tx]
+                del self._steps[tx]
+            return len(doomed)
+
+    def now(self) -> float:
+        return time.time()
+
+    def check(self) -> None:
+        """Nothing to check in memory."""
+
+    def open_session(self) -> Any:
+        raise RuntimeError("the in-memory store has no database session: use a SqlStore")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _live(run: StoredRun, now: float) -> bool:
+    return run.owner is not None and (run.lease_expires_at or 0.0) > now
+
+
+def _apply(run: StoredRun, update: RunUpdate | None, now: float) -> StoredRun:
+    if update is None:
+        return evolve(run, updated_at=now)
+    changes: dict[str, Any] = {"updated_at": now}
+    for name in ("status", "output", "errors", "recoveries", "recovery_step"):
+        value = getattr(update, name)
+        if value is not None:
+            changes[name] = value
+    if update.release:
+        changes["owner"] = None
+        changes["lease_expires_at"] = None
+    return evolve(run, **changes)
