@@ -157,10 +157,10 @@ class Codec:
         found = self._classes.get(path)
         if found is None:
             module, _, qualname = path.partition(":")
-            found = importlib.import_module(module)
+            target: Any = importlib.import_module(module)
             for part in qualname.split("."):
-                found = getattr(found, part)
-            self._classes[path] = found
+                target = getattr(target, part)
+            found = self._classes[path] = target
         return found
 
 

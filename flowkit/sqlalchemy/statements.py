@@ -163,8 +163,8 @@ def _fenced_step_insert() -> Any:
     owned = exists().where(
         runs.c.transaction_id == bindparam("f_tx"), runs.c.owner == bindparam("f_owner")
     )
-    values = select(*(bindparam(c) for c in STEP_COLUMNS)).where(owned)
-    return insert(steps).from_select(list(STEP_COLUMNS), values)
+    rows = select(*(bindparam(c) for c in STEP_COLUMNS)).where(owned)
+    return insert(steps).from_select(list(STEP_COLUMNS), rows)
 
 
 def _start_insert(now: ColumnElement[Any], is_sqlite: bool) -> Any:

@@ -1,3 +1,3 @@
-"""Test support for applications built on flowkit (fixtures, fault injection, rollback exploration)."""
+"""Test support for applications built on flowkit: fixtures, fault injection, rollback paths."""
 
 __all__: list[str] = []
