@@ -35,7 +35,16 @@ class IncompatibleRun(FlowkitError):
 class StoreJournal:
     """Writes a run's checkpoints to a store, fenced on the engine's ownership."""
 
-    __slots__ = ("codec", "finished_early", "owner", "sessions", "store", "taken", "transaction_id")
+    __slots__ = (
+        "codec",
+        "finished_early",
+        "output",
+        "owner",
+        "sessions",
+        "store",
+        "taken",
+        "transaction_id",
+    )
 
     def __init__(self, store: Store, codec: Codec, transaction_id: str, owner: str) -> None:
         self.store = store
@@ -44,6 +53,7 @@ class StoreJournal:
         self.owner = owner
         self.sessions: list[Any] = []
         self.finished_early = False
+        self.output: str | None = None
         self.taken: list[Any] = []
 
     # --- unit of work ----------------------------------------------------------------------
@@ -116,9 +126,14 @@ class StoreJournal:
         except Exception:
             return None  # the runner will meet the same error and fail the run
         self.finished_early = True
+        self.output = output
         return RunUpdate(
             status=TransactionState.DONE, output=output, errors=self.errors_json(run), release=True
         )
+
+    def accept_result(self, run: Run) -> None:
+        if self.output is None:
+            self.output = self.codec.dumps(run.result, "the workflow's result")
 
     def compensated(self, run: Run, node: PlanNode, ctx: StepContext | None) -> None:
         i = node.index
@@ -136,9 +151,7 @@ class StoreJournal:
             return
         if self.finished_early and run.status is TransactionState.DONE:
             return
-        output = None
-        if run.status is TransactionState.DONE:
-            output = self.codec.dumps(run.result, "the workflow's result")
+        output = self.output if run.status is TransactionState.DONE else None
         waiting = run.status is TransactionState.WAITING
         update = RunUpdate(
             status=run.status.value, output=output, errors=self.errors_json(run), release=True

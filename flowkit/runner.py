@@ -63,6 +63,9 @@ class Journal(Protocol):
     def compensated(self, run: Run, node: PlanNode, ctx: StepContext | None) -> None:
         """Checkpoint the end of a node's compensation (reverted or compensation_failed)."""
 
+    def accept_result(self, run: Run) -> None:
+        """Check the workflow's result can be stored (raises `NotSerializable`)."""
+
     def finished(self, run: Run) -> None:
         """Record the run's final (or parked) status."""
 
@@ -638,6 +641,8 @@ def _skip_rest(run: Run, k: int) -> None:
 def _resolve_result(run: Run) -> int:
     try:
         run.result = run.plan.result(run)
+        if run.journal is not None and run.parent is None:
+            run.journal.accept_result(run)
     except Exception as exc:
         run.errors.append(StepError.from_exception(f"{run.prefix}<response>", "invoke", exc))
         return FAIL

@@ -163,7 +163,7 @@ def _fenced_step_insert() -> Any:
     owned = exists().where(
         runs.c.transaction_id == bindparam("f_tx"), runs.c.owner == bindparam("f_owner")
     )
-    rows = select(*(bindparam(c) for c in STEP_COLUMNS)).where(owned)
+    rows: Any = select(*(bindparam(c) for c in STEP_COLUMNS)).where(owned)
     return insert(steps).from_select(list(STEP_COLUMNS), rows)
 
 
