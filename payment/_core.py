@@ -1,0 +1,193 @@
+"""What every part of `PaymentModule` shares: the store, the providers, ids, the clock.
+
+Provider calls go through `ModuleCore._call`, which is only ever used outside a transaction:
+a provider can be slow, and a row lock held across a network call would stall every other
+operation on the collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from payment.domain import Payment, PaymentCollection, PaymentSession
+from payment.exceptions import (
+    InvalidData,
+    NotFound,
+    PaymentError,
+    ProviderDisabled,
+    ProviderError,
+    ProviderNotFound,
+)
+from payment.ids import IdFactory
+from payment.providers.base import (
+    PaymentProvider,
+    ProviderContext,
+    ProviderCustomer,
+    ProviderInput,
+)
+from payment.repository import PaymentRepository, PaymentStore
+
+__all__ = ["MAX_KEY_LENGTH", "ModuleCore", "check_key"]
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+MAX_KEY_LENGTH = 255
+"""The longest idempotency key (and cart id) the schema stores."""
+
+
+def check_key(value: str | None, field: str = "idempotency_key") -> str | None:
+    """Return `value` if it is None or a non-empty string of at most `MAX_KEY_LENGTH`.
+
+    Raises:
+        InvalidData: anything else.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
+        raise InvalidData(field, f"must be a non-empty string of at most {MAX_KEY_LENGTH} chars")
+    return value
+
+
+def _providers_by_id(providers: Iterable[PaymentProvider]) -> dict[str, PaymentProvider]:
+    by_id: dict[str, PaymentProvider] = {}
+    for provider in providers:
+        if not provider.id.startswith("pp_"):
+            raise ValueError(f"provider id {provider.id!r} must start with 'pp_'")
+        if provider.id in by_id:
+            raise ValueError(f"two providers share the id {provider.id!r}")
+        by_id[provider.id] = provider
+    return by_id
+
+
+def _customer(context: Mapping[str, Any]) -> ProviderCustomer | None:
+    customer = context.get("customer")
+    if not isinstance(customer, Mapping) or not isinstance(customer.get("id"), str):
+        return None
+    email = customer.get("email")
+    return ProviderCustomer(customer["id"], email if isinstance(email, str) else None)
+
+
+class ModuleCore:
+    """The state and helpers `PaymentModule`'s parts share.
+
+    Args:
+        store: Opens the transactions.
+        providers: The registered providers (ids ``pp_...``, unique).
+        ids: Makes record ids (a fresh `IdFactory` by default).
+        clock: The current time, timezone-aware (UTC now by default).
+
+    Raises:
+        ValueError: a provider id does not start with ``pp_`` or is registered twice.
+    """
+
+    def __init__(
+        self,
+        store: PaymentStore,
+        providers: Iterable[PaymentProvider],
+        *,
+        ids: IdFactory | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._store = store
+        self._providers = _providers_by_id(providers)
+        self._ids = ids or IdFactory()
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def _registered(self, provider_id: str) -> PaymentProvider:
+        try:
+            return self._providers[provider_id]
+        except KeyError:
+            raise ProviderNotFound(provider_id) from None
+
+    def _enabled(self, repo: PaymentRepository, provider_id: str) -> PaymentProvider:
+        provider = self._registered(provider_id)
+        states = {state.id: state.is_enabled for state in repo.provider_states()}
+        if not states.get(provider_id, True):
+            raise ProviderDisabled(provider_id)
+        return provider
+
+    def _call(self, provider_id: str, method: Callable[[R], T], record: R) -> T:
+        """Call a provider method; anything but a `PaymentError` becomes a `ProviderError`."""
+        try:
+            return method(record)
+        except PaymentError:
+            raise
+        except Exception as error:  # a provider bug must not escape as an unknown type
+            raise ProviderError(
+                provider_id, "unexpected_error", retryable=False, message=type(error).__name__
+            ) from error
+
+    def _collection_of(
+        self,
+        repo: PaymentRepository,
+        *,
+        session_id: str | None = None,
+        payment_id: str | None = None,
+        lock: bool = False,
+    ) -> PaymentCollection:
+        """Load the aggregate holding a session or payment (locked when `lock`).
+
+        Raises:
+            NotFound: no such session or payment.
+        """
+        collection_id = repo.collection_id_of(session_id=session_id, payment_id=payment_id)
+        found = None if collection_id is None else repo.load_collection(collection_id, lock=lock)
+        if found is None:
+            entity = ("PaymentSession", session_id) if session_id else ("Payment", payment_id)
+            raise NotFound(entity[0], str(entity[1]))
+        return found
+
+    def _locked(self, repo: PaymentRepository, collection_id: str) -> PaymentCollection:
+        """Load and lock a collection that was seen a moment ago (it may have been deleted)."""
+        found = repo.load_collection(collection_id, lock=True)
+        if found is None:
+            raise NotFound("PaymentCollection", collection_id)
+        return found
+
+    def _context(
+        self,
+        repo: PaymentRepository,
+        session: PaymentSession,
+        idempotency_key: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ProviderContext:
+        """The provider context of a call about `session` (customer and holder from its context)."""
+        context = {**session.context, **(extra or {})}
+        holder_id = context.get("account_holder_id")
+        holder = repo.get_account_holder(holder_id) if isinstance(holder_id, str) else None
+        return ProviderContext(idempotency_key, session.id, _customer(context), holder, context)
+
+    def _session_input(
+        self,
+        repo: PaymentRepository,
+        session: PaymentSession,
+        idempotency_key: str,
+        extra: Mapping[str, Any] | None = None,
+    ) -> ProviderInput:
+        """The input of a provider call about a session that has no payment yet."""
+        context = self._context(repo, session, idempotency_key, extra)
+        return ProviderInput(session.data, context, session.amount, session.currency_code)
+
+    def _payment_input(
+        self,
+        repo: PaymentRepository,
+        collection: PaymentCollection,
+        payment: Payment,
+        idempotency_key: str,
+        amount: Decimal | None = None,
+    ) -> ProviderInput:
+        """The input of a provider call about a payment (`amount` defaults to the payment's)."""
+        session = collection.session(payment.payment_session_id)
+        context = self._context(repo, session, idempotency_key)
+        value = payment.amount if amount is None else amount
+        return ProviderInput(payment.data, context, value, payment.currency_code)
+
+    def _send(self, method: str, calls: Iterable[tuple[str, ProviderInput]]) -> None:
+        """Call `method` of each provider in turn (outside any transaction)."""
+        for provider_id, record in calls:
+            provider = self._registered(provider_id)
+            self._call(provider_id, getattr(provider, method), record)

@@ -1,0 +1,57 @@
+"""The composition root: build a `PaymentModule` and register it in a flowkit `Registry`.
+
+Nothing here runs at import time; each call builds its own engine, store and providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from flowkit import Registry
+from payment.adapters.engine import create_payment_engine
+from payment.adapters.schema import upgrade_schema
+from payment.adapters.sqlalchemy import SqlPaymentStore
+from payment.providers import PaymentProvider, SystemProvider, TestProvider
+from payment.service import PaymentModule
+
+__all__ = ["make_payment_module", "register"]
+
+
+def make_payment_module(
+    database_url: str,
+    *,
+    providers: Iterable[PaymentProvider] | None = None,
+    create_schema: bool = True,
+) -> PaymentModule:
+    """Build the payment module on a database.
+
+    Args:
+        database_url: ``sqlite:///path.db`` or ``postgresql+psycopg://user@host/db``.
+        providers: The payment providers; by default a `SystemProvider` and a `TestProvider`.
+        create_schema: Run the payment migrations (Alembic, version table
+            ``payment_alembic_version``) up to the latest before returning.
+
+    Returns:
+        The module; call `close()` when the application stops.
+
+    Raises:
+        ValueError: a provider id is malformed or registered twice.
+    """
+    engine = create_payment_engine(database_url)
+    try:
+        if create_schema:
+            upgrade_schema(engine)
+        defaults: list[PaymentProvider] = [SystemProvider(), TestProvider()]
+        chosen = defaults if providers is None else list(providers)
+        return PaymentModule(SqlPaymentStore(engine), chosen)
+    except BaseException:
+        engine.dispose()
+        raise
+
+
+def register(registry: Registry, module: PaymentModule) -> None:
+    """Make `module` what ``scope.resolve(PaymentModule)`` returns in every scope of `registry`.
+
+    The registry does not close the module: the application does, when it stops.
+    """
+    registry.register_value(PaymentModule, module)

@@ -1,0 +1,82 @@
+"""Helpers for testing code that uses the payment module (the module's own tests use them).
+
+`payment_module` builds a module on a database with a fresh `TestProvider` and closes it;
+`authorized_payment` walks a new collection to an authorized payment in one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from payment.bootstrap import make_payment_module
+from payment.domain import Payment
+from payment.money import AmountInput
+from payment.providers import PaymentProvider, TestProvider
+from payment.service import PaymentModule
+
+__all__ = ["authorized_payment", "payment_module", "test_provider"]
+
+
+@contextmanager
+def payment_module(
+    database_url: str, *, providers: Iterable[PaymentProvider] | None = None
+) -> Iterator[PaymentModule]:
+    """A module on `database_url` (schema created), closed when the block ends.
+
+    Args:
+        database_url: A test database.
+        providers: Default: a `SystemProvider` and a fresh `TestProvider`.
+    """
+    module = make_payment_module(database_url, providers=providers)
+    try:
+        yield module
+    finally:
+        module.close()
+
+
+def test_provider(module: PaymentModule) -> TestProvider:
+    """The module's ``pp_test`` provider.
+
+    Raises:
+        TypeError: ``pp_test`` is not a `TestProvider`.
+    """
+    provider = module.provider("pp_test")
+    if not isinstance(provider, TestProvider):
+        raise TypeError(f"pp_test is a {type(provider).__name__}")
+    return provider
+
+
+test_provider.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def authorized_payment(
+    module: PaymentModule,
+    amount: AmountInput = "500",
+    currency_code: str = "usd",
+    *,
+    provider_id: str = "pp_test",
+    **data: Any,
+) -> Payment:
+    """Create a collection and a session for `amount`, authorize it, return the payment.
+
+    Args:
+        module: The module.
+        amount: The collection's and the session's amount.
+        currency_code: Their currency.
+        provider_id: The provider of the session.
+        **data: The session's provider data (e.g. ``scenario="auto_capture"``).
+
+    Raises:
+        PaymentNotAuthorized: the scenario declined or asks for more.
+        AssertionError: the provider answered ``pending_authorization``.
+    """
+    collection = module.create_payment_collection(currency_code, amount)
+    session = module.create_payment_session(
+        collection.id, provider_id, currency_code, amount, data=data
+    )
+    payment = module.authorize_payment_session(session.id)
+    if payment is None:
+        raise AssertionError(f"session {session.id} is pending authorization")
+    return payment
