@@ -4,6 +4,7 @@ The public surface is re-exported here; the modules behind it are private.
 """
 
 from flowkit.container import Lifetime, Registry, Scope
+from flowkit.engine import Engine, RecoveryReport, SkippedRun
 from flowkit.events import Event
 from flowkit.exceptions import (
     CompensationFailed,
@@ -29,18 +30,22 @@ from flowkit.refs import Ref, create_hook, parallelize, transform, when
 from flowkit.retry import RetryPolicy
 from flowkit.state import RunRecord, RunResult, StepError, StepRecord, StepState, TransactionState
 from flowkit.step import Step, StepContext, StepResponse, step
+from flowkit.store import MemoryStore
 from flowkit.workflow import Workflow, WorkflowResponse, workflow
 
 __all__ = [
     "CompensationFailed",
     "DefinitionError",
+    "Engine",
     "Event",
     "FlowkitError",
     "InjectedFailure",
     "LeaseLost",
     "Lifetime",
+    "MemoryStore",
     "NotSerializable",
     "PermanentFailure",
+    "RecoveryReport",
     "Ref",
     "Registry",
     "RetryPolicy",
@@ -51,6 +56,7 @@ __all__ = [
     "Scope",
     "ServiceNotFound",
     "SimulatedCrash",
+    "SkippedRun",
     "Step",
     "StepContext",
     "StepError",

@@ -48,12 +48,11 @@ class Codec:
     def __init__(self) -> None:
         self._classes: dict[str, type] = {}
         self._paths: dict[type, str] = {}
+        # cattrs builds instances (it knows attrs aliases, private and keyword-only fields);
+        # every field value is already decoded, so field types structure as themselves
         self._builder = cattrs.Converter()
         self._builder.register_structure_hook_func(lambda t: True, lambda v, t: v)
-        self._builder.register_structure_hook_factory(
-            lambda t: attrs.has(t) or dataclasses.is_dataclass(t),
-            lambda cls: make_dict_structure_fn(cls, self._builder),
-        )
+        self._constructors: dict[type, Callable[[Any, type], Any]] = {}
         self._encoders: dict[type, Callable[[Any], Any]] = {
             Decimal: lambda v: {"$decimal": str(v)},
             datetime: lambda v: {"$datetime": v.isoformat()},
@@ -151,7 +150,10 @@ class Codec:
     def _decode_object(self, data: dict[str, Any]) -> Any:
         cls = self._import(data["$type"])
         fields = {k: self.from_json(v) for k, v in data["fields"].items()}
-        return self._builder.structure(fields, cls)
+        construct = self._constructors.get(cls)
+        if construct is None:
+            construct = self._constructors[cls] = make_dict_structure_fn(cls, self._builder)
+        return construct(fields, cls)
 
     def _import(self, path: str) -> Any:
         found = self._classes.get(path)

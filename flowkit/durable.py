@@ -166,6 +166,9 @@ class StoreJournal:
         self._write(checkpoint, None)
         self.taken.extend(checkpoint.taken)
 
+    def failing(self, run: Run) -> None:
+        self.note(RunUpdate(status=TransactionState.COMPENSATING, errors=self.errors_json(run)))
+
     def note(self, update: RunUpdate) -> None:
         """Write a change of the run row alone (recovery counts, a cancel)."""
         self._write(Checkpoint(self.transaction_id, self.owner, (), update), None)
@@ -214,8 +217,10 @@ def waiting_nodes(run: Run) -> Iterator[PlanNode]:
 # --- rebuilding a run from its log -------------------------------------------------------------
 
 
-def rebuild(run: Run, steps: list[StoredStep], codec: Codec) -> Run:
+def rebuild(run: Run, steps: list[StoredStep], codec: Codec, *, compensating: bool = False) -> Run:
     """Fill a fresh `Run` from its step log, and set where it resumes.
+
+    `compensating` says the run row is already compensating (a failure outside any step).
 
     Raises:
         IncompatibleRun: a checkpointed step does not exist in the workflow.
@@ -226,7 +231,7 @@ def rebuild(run: Run, steps: list[StoredStep], codec: Codec) -> Run:
             _apply_invoke(target, node, row, codec)
         else:
             _apply_compensation(target, node, row)
-    position(run)
+    position(run, compensating=compensating)
     return run
 
 
@@ -317,12 +322,12 @@ def _restore_error(run: Run, name: str, action: Any, text: str) -> None:
     run.errors.append(StepError(name, action, type_name, message))
 
 
-def position(run: Run) -> None:
+def position(run: Run, *, compensating: bool = False) -> None:
     """Set `next_stage` and `status` of a rebuilt run (and of its nested runs) from states."""
     stages = run.plan.stages
     started = 0
     first_open: int | None = None
-    failing = run.comp_failed
+    failing = run.comp_failed or compensating
     for k, stage in enumerate(stages):
         nodes = stage_nodes(stage)
         states = [run.states[n.index] for n in nodes]

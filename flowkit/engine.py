@@ -314,7 +314,8 @@ class Engine:
         stored, steps = loaded
         run = self._fresh_run(stored, container)
         try:
-            rebuild(run, steps, self.codec)
+            compensating = stored.status == TransactionState.COMPENSATING
+            rebuild(run, steps, self.codec, compensating=compensating)
         except IncompatibleRun:
             release = Checkpoint(stored.transaction_id, self.owner, (), RunUpdate(release=True))
             self.store.write(release)

@@ -66,6 +66,9 @@ class Journal(Protocol):
     def accept_result(self, run: Run) -> None:
         """Check the workflow's result can be stored (raises `NotSerializable`)."""
 
+    def failing(self, run: Run) -> None:
+        """Record that the run fails outside any step and will compensate."""
+
     def finished(self, run: Run) -> None:
         """Record the run's final (or parked) status."""
 
@@ -252,7 +255,7 @@ class Run:
             self.outputs[i] = SKIPPED
             self.partial = True
             self.skip_rest = node.skip_on
-        self._checkpoint_invoke(node, ctx)
+        self.checkpoint_invoke(node, ctx)
         if self.emitter is not None:
             level = events.WARNING if soft else events.ERROR
             self.emitter.emit("step_failed", level, name, self.attempts[i], error=repr(exc))
@@ -281,7 +284,7 @@ class Run:
         self.ended[i] = t1
         self.attempts[i] = ctx.attempt
         try:
-            self._checkpoint_invoke(node, ctx)
+            self.checkpoint_invoke(node, ctx)
         except NotSerializable as exc:
             if ctx._session is not None and self.journal is not None:
                 self.journal.discard(ctx)
@@ -292,7 +295,7 @@ class Run:
             emitter.emit(name, events.DEBUG, self.full_name(node), ctx.attempt, duration=t1 - t0)
         return PARK if node.async_completion else OK
 
-    def _checkpoint_invoke(self, node: PlanNode, ctx: StepContext | None) -> None:
+    def checkpoint_invoke(self, node: PlanNode, ctx: StepContext | None) -> None:
         faults = self.faults
         if faults is not None:
             faults.crash(self, node, "invoke", "before")
@@ -528,8 +531,7 @@ async def _finish_child(run: Run, node: PlanNode, child: Run) -> int:
         run.states[i] = _DONE
     run.ended[i] = time.time()
     run.attempts[i] = 1
-    if run.journal is not None:
-        run.journal.invoked(run, node, None)
+    run.checkpoint_invoke(node, None)
     return code
 
 
@@ -627,9 +629,19 @@ async def forward(run: Run) -> int:
 
 
 def _workflow_timeout(run: Run, stage: Stage) -> int:
+    """The deadline passed between steps: the run fails before `stage`, which never starts."""
     node = stage if isinstance(stage, PlanNode) else stage[0]
-    run.begin(node, 1)
-    return run.fail(node, WorkflowTimeout(run.plan.name, run.plan.timeout or 0.0))
+    return fail_run(
+        run, run.full_name(node), WorkflowTimeout(run.plan.name, run.plan.timeout or 0.0)
+    )
+
+
+def fail_run(run: Run, name: str, exc: BaseException) -> int:
+    """Fail the run outside any step (a deadline, a response that cannot be built)."""
+    run.errors.append(StepError.from_exception(name, "invoke", exc))
+    if run.journal is not None and run.parent is None:
+        run.journal.failing(run)
+    return FAIL
 
 
 def _skip_rest(run: Run, k: int) -> None:
@@ -644,8 +656,7 @@ def _resolve_result(run: Run) -> int:
         if run.journal is not None and run.parent is None:
             run.journal.accept_result(run)
     except Exception as exc:
-        run.errors.append(StepError.from_exception(f"{run.prefix}<response>", "invoke", exc))
-        return FAIL
+        return fail_run(run, f"{run.prefix}<response>", exc)
     return OK
 
 
