@@ -118,7 +118,7 @@ def opaque_wf(x: Any) -> WorkflowResponse[Any]:
 
 
 def test_unstorable_output_fails_the_step_and_compensates(database_url: str) -> None:
-    """A step returning a value that cannot be stored fails with NotSerializable; the run reverts."""
+    """A step returning an unstorable value fails with NotSerializable; the run reverts."""
     compensated.clear()
     store = SqlStore(database_url)
     store.create_all()
