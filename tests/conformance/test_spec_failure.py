@@ -507,3 +507,69 @@ def test_workflow_timeout_cancels_running_async_steps(saga) -> None:
     assert result.status is TransactionState.REVERTED
     assert isinstance(result.errors[0].exception, WorkflowTimeout)
     assert saga.compensated == [("a", "a-out")]
+
+
+def test_continue_on_permanent_failure_covers_a_timeout(saga) -> None:
+    """A `continue_on_permanent_failure` step that times out lets the run go on to `done`."""
+
+    @step("late", timeout=0.02, continue_on_permanent_failure=True)
+    def late(inp: Any, ctx: StepContext) -> str:
+        time.sleep(0.05)
+        return "late-out"
+
+    after = saga.step("after")
+
+    @workflow("continue-timeout")
+    def flow(inp: Any) -> Any:
+        late(inp)
+        return WorkflowResponse(after(inp))
+
+    result = flow.run(0)
+    assert result.status is TransactionState.DONE
+    assert result.is_partially_completed
+    assert saga.invoked == ["after"]
+    assert [type(e.exception) for e in result.errors] == [StepTimeout]
+
+
+def test_revert_after_a_soft_failure_reraises_the_error_that_reverted(saga) -> None:
+    """A run reverted by a hard failure re-raises that error, not an earlier tolerated one."""
+    optional = saga.step("optional", fail=Flaky("tolerated"), continue_on_permanent_failure=True)
+    boom = saga.step("boom", fail=Fatal("reverts the run"))
+
+    @workflow("soft-then-hard")
+    def flow(inp: Any) -> Any:
+        optional(inp)
+        return WorkflowResponse(boom(inp))
+
+    with pytest.raises(Fatal, match="reverts the run"):
+        flow.run(0)
+    result = flow.run(0, throw_on_error=False)
+    assert result.status is TransactionState.REVERTED
+    assert [(e.step, e.action) for e in result.errors] == [
+        ("optional", "invoke"),
+        ("boom", "invoke"),
+    ]
+
+
+def test_failed_compensation_inside_a_child_fails_the_parent(saga) -> None:
+    """A child step whose compensation fails makes the parent run `failed`, named `child/step`."""
+    one = saga.step("one", comp_fail=OSError("cannot undo"))
+    boom = saga.step("boom", fail=Fatal("boom"), compensated=False)
+
+    @workflow("child-comp-fails")
+    def child(inp: Any) -> Any:
+        return WorkflowResponse(one(inp))
+
+    @workflow("parent-comp-fails")
+    def parent(inp: Any) -> Any:
+        return WorkflowResponse(boom(child.as_step(inp, name="sub")))
+
+    result = parent.run(0, throw_on_error=False)
+    assert result.status is TransactionState.FAILED
+    assert [(e.step, e.action) for e in result.errors] == [
+        ("boom", "invoke"),
+        ("sub/one", "compensate"),
+    ]
+    assert result.steps["sub/one"].state is StepState.COMPENSATION_FAILED
+    with pytest.raises(CompensationFailed):
+        parent.run(0)

@@ -389,6 +389,41 @@ def test_parallel_async_siblings_overlap_under_run_async() -> None:
     assert _overlap(spans)
 
 
+def test_parallel_sync_siblings_overlap_under_run_async() -> None:
+    """Under `run_async`, sync siblings still run at the same time, in threads."""
+    spans: list[Any] = []
+    a, b = _sleeper("a", 0.2, spans), _sleeper("b", 0.2, spans)
+
+    @workflow("par-sync-run-async")
+    def flow(inp: Any) -> Any:
+        return WorkflowResponse(parallelize(a(inp), b(inp)))
+
+    async def main() -> float:
+        start = time.perf_counter()
+        await flow.run_async(0)
+        return time.perf_counter() - start
+
+    assert asyncio.run(main()) < 0.35
+    assert _overlap(spans)
+    assert spans[0][1] != spans[1][1]
+
+
+def test_mixed_sync_and_async_siblings_overlap() -> None:
+    """A sync sibling (thread) and an async sibling (task) of one group run at the same time."""
+    spans: list[Any] = []
+    a, b = _sleeper("a", 0.2, spans), _async_sleeper("b", 0.2, spans)
+
+    @workflow("par-mixed")
+    def flow(inp: Any) -> Any:
+        return WorkflowResponse(parallelize(a(inp), b(inp)))
+
+    start = time.perf_counter()
+    result = flow.run(0)
+    assert time.perf_counter() - start < 0.35
+    assert _overlap(spans)
+    assert result.result == ("a", "b")
+
+
 def test_next_step_waits_for_every_sibling(saga) -> None:
     """The step after a `parallelize` group starts only once every sibling has finished."""
     spans: list[Any] = []

@@ -194,6 +194,19 @@ def test_registry_is_a_context_manager_closing_singletons() -> None:
     assert log == ["open s", "close s"]
 
 
+def test_singleton_cleanups_run_in_reverse() -> None:
+    """`registry.close()` cleans singletons up in reverse order of creation."""
+    log: list[str] = []
+    registry = Registry()
+    registry.register_factory("first", _generator(log, "first"), lifetime="singleton")
+    registry.register_factory("second", _generator(log, "second"), lifetime="singleton")
+    with registry.scope() as scope:
+        scope.resolve("first")
+        scope.resolve("second")
+    registry.close()
+    assert log == ["open first", "open second", "close second", "close first"]
+
+
 def test_root_scope_is_stable_until_close() -> None:
     """`registry.root` is one scope until `close()`; afterwards singletons are rebuilt."""
     registry = Registry()
