@@ -3,7 +3,7 @@
 The public surface is re-exported here; the modules behind it are private.
 """
 
-from flowkit.container import Lifetime, Registry, Scope
+from flowkit.container import Registry, Scope
 from flowkit.engine import Engine, RecoveryReport, SkippedRun
 from flowkit.events import Event
 from flowkit.exceptions import (
@@ -41,7 +41,6 @@ __all__ = [
     "FlowkitError",
     "InjectedFailure",
     "LeaseLost",
-    "Lifetime",
     "MemoryStore",
     "NotSerializable",
     "PermanentFailure",

@@ -186,7 +186,8 @@ class StoreJournal:
 
     def errors_json(self, run: Run) -> str:
         return json.dumps(
-            [[e.step, e.action, e.type_name, e.message] for e in run.errors], separators=(",", ":")
+            [[e.step, e.action, e.type_name, e.message, e.fatal] for e in run.errors],
+            separators=(",", ":"),
         )
 
 
@@ -301,7 +302,7 @@ def _apply_invoke(run: Run, node: PlanNode, row: StoredStep, codec: Codec) -> No
         run.outputs[i] = SKIPPED
     run.comp_inputs[i] = codec.loads(row.compensate_input)
     if row.error is not None:
-        _restore_error(run, run.full_name(node), "invoke", row.error)
+        _restore_error(run, run.full_name(node), "invoke", row.error, fatal=not node.fails_softly)
 
 
 def _apply_compensation(run: Run, node: PlanNode, row: StoredStep) -> None:
@@ -317,9 +318,9 @@ def _apply_compensation(run: Run, node: PlanNode, row: StoredStep) -> None:
             _restore_error(run, run.full_name(node), "compensate", row.error)
 
 
-def _restore_error(run: Run, name: str, action: Any, text: str) -> None:
+def _restore_error(run: Run, name: str, action: Any, text: str, *, fatal: bool = True) -> None:
     type_name, message = json.loads(text)
-    run.errors.append(StepError(name, action, type_name, message))
+    run.errors.append(StepError(name, action, type_name, message, None, fatal))
 
 
 def position(run: Run, *, compensating: bool = False) -> None:
@@ -418,8 +419,8 @@ def stored_result(stored: StoredRun, steps: list[StoredStep], codec: Codec) -> R
 def decode_errors(text: str) -> list[StepError]:
     """Errors of a run row."""
     return [
-        StepError(step, action, type_name, message)
-        for step, action, type_name, message in json.loads(text)
+        StepError(step, action, kind, message, None, fatal)
+        for step, action, kind, message, fatal in json.loads(text)
     ]
 
 

@@ -42,7 +42,15 @@ from flowkit.exceptions import (
 )
 from flowkit.leases import LeaseKeeper
 from flowkit.plan import PlanNode
-from flowkit.runner import Faults, Run, drive, drive_to_end, new_transaction_id, raise_for
+from flowkit.runner import (
+    Faults,
+    Run,
+    drive,
+    drive_to_end,
+    first_fatal_error,
+    new_transaction_id,
+    raise_for,
+)
 from flowkit.state import RunRecord, RunResult, StepState, TransactionState
 from flowkit.store import (
     ACTIVE,
@@ -389,10 +397,10 @@ class Engine:
     async def _drive_async(self, run: Run) -> RunResult[Any]:
         self._leases.track(run.transaction_id, run)
         try:
-            result = await drive(run)
+            result = await drive(run, on_loop=True)
             while _taken(run):
                 self._deliver_taken(run)
-                result = await drive(run)
+                result = await drive(run, on_loop=True)
             return result
         except (SimulatedCrash, LeaseLost):
             _abandon(run)
@@ -670,9 +678,9 @@ def raise_any(result: RunResult[Any]) -> None:
         return
     if any(e.exception is not None for e in result.errors):
         raise_for(result)
-    first = next((e for e in result.errors if e.action == "invoke"), None)
-    if first is None:
+    if not result.errors:
         raise StoredError(None, "unknown", f"run {result.transaction_id!r} is {result.status}")
+    first = first_fatal_error(result)
     raise StoredError(first.step, first.type_name, first.message)
 
 

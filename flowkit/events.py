@@ -69,23 +69,23 @@ class Subscription:
 
 
 class Emitter:
-    """Delivers one run's events; exists only when someone listens."""
+    """Delivers one run's events; exists only when someone listens.
 
-    __slots__ = ("_handlers", "_logger", "_min_level", "transaction_id", "workflow")
+    Attributes:
+        debug: True when debug-level events reach someone (the runner skips them otherwise).
+    """
+
+    __slots__ = ("_handlers", "_logger", "_min_level", "debug", "transaction_id", "workflow")
 
     def __init__(
-        self,
-        workflow: str,
-        transaction_id: str,
-        handlers: list[EventHandler],
-        logger: Any,
-        min_level: int,
+        self, workflow: str, transaction_id: str, handlers: list[EventHandler], min_level: int
     ) -> None:
         self.workflow = workflow
         self.transaction_id = transaction_id
         self._handlers = handlers
-        self._logger = logger
         self._min_level = min_level
+        self._logger: Any = None
+        self.debug = bool(handlers) or min_level <= DEBUG
 
     def emit(
         self,
@@ -100,14 +100,22 @@ class Emitter:
             event = Event(name, self.workflow, self.transaction_id, step, attempt, level, data=data)
             for handler in self._handlers:
                 handler(event)
+        if level < self._min_level:
+            return
         logger = self._logger
-        if logger is not None and level >= self._min_level:
-            fields = {k: v for k, v in data.items() if v is not None}
-            if step is not None:
-                fields["step"] = step
-            if attempt is not None:
-                fields["attempt"] = attempt
-            logger.log(level, name, **fields)
+        if logger is None:
+            logger = self._logger = _log.logger()
+        fields = {k: v for k, v in data.items() if v is not None}
+        if step is not None:
+            fields["step"] = step
+        if attempt is not None:
+            fields["attempt"] = attempt
+        logger.log(
+            level, name, workflow=self.workflow, transaction_id=self.transaction_id, **fields
+        )
+
+
+_NOTHING = 1_000  # above every logging level: structlog is not listening
 
 
 def emitter_for(
@@ -115,7 +123,7 @@ def emitter_for(
 ) -> Emitter | None:
     """The emitter of a new run, or None when neither subscribers nor structlog listen."""
     handlers = [s.handler for s in subscriptions if s.wants(workflow, transaction_id)]
-    logger, min_level = _log.run_logger(workflow, transaction_id)
-    if not handlers and logger is None:
+    level = _log.enabled_level()
+    if not handlers and level is None:
         return None
-    return Emitter(workflow, transaction_id, handlers, logger, min_level)
+    return Emitter(workflow, transaction_id, handlers, _NOTHING if level is None else level)

@@ -157,7 +157,8 @@ class Ref(Generic[T]):
         return Ref(self._fk_builder, self._fk_source, (*self._fk_path, ("item", key)))
 
     def __repr__(self) -> str:
-        return f"Ref({_describe_source(self._fk_source)}{_describe_path(self._fk_path)})"
+        source = _describe_source(self._fk_source, self._fk_builder)
+        return f"Ref({source}{_describe_path(self._fk_path)})"
 
     __hash__ = object.__hash__
     __setattr__ = _refuse("assigning an attribute")
@@ -207,11 +208,11 @@ class Ref(Generic[T]):
     __xor__ = __rxor__ = _refuse("operator ^")
 
 
-def _describe_source(source: Source) -> str:
+def _describe_source(source: Source, builder: Builder) -> str:
     if isinstance(source, InputSource):
         return "input"
     if isinstance(source, NodeSource):
-        return f"step #{source.index}"
+        return f"step {builder.nodes[source.index].name!r}"
     if isinstance(source, TransformSource):
         return "transform(...)"
     return "when(...)"

@@ -9,10 +9,12 @@ lazy `StepContext`, state kept in per-run lists indexed by node.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -244,13 +246,13 @@ class Run:
         """Record a node's final failure; returns FAIL unless the node lets the run go on."""
         i = node.index
         name = self.full_name(node)
-        self.errors.append(StepError.from_exception(name, "invoke", exc))
+        soft = node.fails_softly
+        self.errors.append(StepError.from_exception(name, "invoke", exc, fatal=not soft))
         self.states[i] = state
         self.comp_inputs[i] = comp_input
         self.ended[i] = time.time()
         if ctx is not None:
             self.attempts[i] = ctx.attempt
-        soft = node.fails_softly
         if soft:
             self.outputs[i] = SKIPPED
             self.partial = True
@@ -290,7 +292,7 @@ class Run:
                 self.journal.discard(ctx)
             return self.fail(node, exc, ctx)
         emitter = self.emitter
-        if emitter is not None:
+        if emitter is not None and emitter.debug:
             name = "step_waiting" if node.async_completion else "step_succeeded"
             emitter.emit(name, events.DEBUG, self.full_name(node), ctx.attempt, duration=t1 - t0)
         return PARK if node.async_completion else OK
@@ -311,8 +313,9 @@ class Run:
         if self.started[i] is None:
             self.started[i] = t0
         self.states[i] = _INVOKING
-        if self.emitter is not None:
-            self.emitter.emit("step_started", events.DEBUG, self.full_name(node), attempt)
+        emitter = self.emitter
+        if emitter is not None and emitter.debug:
+            emitter.emit("step_started", events.DEBUG, self.full_name(node), attempt)
         return t0
 
     def retrying(self, node: PlanNode, ctx: StepContext, attempt: int) -> None:
@@ -376,16 +379,13 @@ def _prepare(run: Run, node: PlanNode) -> tuple[bool, Any]:
         return False, run.fail(node, exc)
 
 
-def _attempt_sync(
-    run: Run, node: PlanNode, inp: Any, attempt: int
-) -> tuple[Any, StepContext, float]:
-    ctx = StepContext(run, node, attempt)
-    t0 = run.begin(node, attempt)
+def _attempt_sync(run: Run, node: PlanNode, inp: Any, ctx: StepContext) -> tuple[Any, float]:
+    t0 = run.begin(node, ctx.attempt)
     try:
         if run.faults is not None:
-            run.faults.fail(run, node, "invoke", attempt)
+            run.faults.fail(run, node, "invoke", ctx.attempt)
         assert node.step is not None
-        return node.step.fn(inp, ctx), ctx, t0
+        return node.step.fn(inp, ctx), t0
     except BaseException:
         if ctx._session is not None and run.journal is not None:
             run.journal.discard(ctx)
@@ -417,16 +417,15 @@ def _retry_sync(run: Run, node: PlanNode, inp: Any, exc: Exception, ctx: StepCon
 
     def attempt(n: int) -> tuple[Any, StepContext, float]:
         run.retrying(node, last[0], n)
-        result = _attempt_sync(run, node, inp, n)
-        last[0] = result[1]
-        return result
+        ctx = last[0] = StepContext(run, node, n)
+        out, t0 = _attempt_sync(run, node, inp, ctx)
+        return out, ctx, t0
 
     try:
         assert node.retry is not None
         out, ctx, t0 = call_with_retries(node.retry, exc, attempt)
     except Exception as final:
-        failed = StepContext(run, node, max(last[0].attempt, 1))
-        return run.fail(node, final, failed)
+        return run.fail(node, final, last[0])
     return run.succeed(node, out, ctx, t0)
 
 
@@ -486,7 +485,10 @@ async def invoke_async(run: Run, node: PlanNode) -> int:
         except Exception as exc:
             if node.retry is None or isinstance(exc, StepTimeout):
                 raise
-            out, ctx, t0 = await call_with_retries_async(node.retry, exc, attempt)
+            if _ON_LOOP.get():
+                out, ctx, t0 = await call_with_retries_async(node.retry, exc, attempt)
+            else:  # a sync step driven without a loop: wait by sleeping
+                out, ctx, t0 = call_with_retries(node.retry, exc, lambda n: _drive_sync(attempt(n)))
     except Exception as final:
         return run.fail(node, final, last[-1] if last else None)
     return run.succeed(node, out, ctx, t0)
@@ -550,7 +552,7 @@ def _drive_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 async def _stage_group(run: Run, nodes: tuple[PlanNode, ...]) -> int:
     """Run parallel siblings: threads for sync ones, tasks for async ones; wait for all."""
-    if _in_loop():
+    if _ON_LOOP.get():
         codes = await _group_on_loop(run, nodes)
     else:
         codes = _group_in_threads(run, nodes)
@@ -592,6 +594,11 @@ async def _group_on_loop(run: Run, nodes: tuple[PlanNode, ...]) -> list[int]:
         if isinstance(result, BaseException):
             raise result
     return [int(r) for r in results]  # type: ignore[arg-type]
+
+
+# True while the driver runs as a coroutine on an event loop (run_async, or run() of a plan with
+# async parts). Threads started for parallel sync steps see the default, False: they block.
+_ON_LOOP: ContextVar[bool] = ContextVar("flowkit_on_loop", default=False)
 
 
 def _in_loop() -> bool:
@@ -726,7 +733,7 @@ async def _compensate_step(run: Run, node: PlanNode) -> tuple[bool, StepContext 
         except Exception as exc:
             if node.retry is None:
                 raise
-            if _in_loop():
+            if _ON_LOOP.get():
                 return True, await call_with_retries_async(node.retry, exc, attempt)
             return True, call_with_retries(node.retry, exc, lambda n: _drive_sync(attempt(n)))
     except Exception as final:
@@ -765,8 +772,16 @@ async def compensate(run: Run) -> None:
 
 
 async def _compensate_together(run: Run, nodes: list[PlanNode]) -> None:
-    if _in_loop():
-        await asyncio.gather(*(_compensate_node(run, n) for n in nodes))
+    if _ON_LOOP.get():
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(None, _drive_sync, _compensate_node(run, n))
+                if _sync_compensation(n)
+                else _compensate_node(run, n)
+                for n in nodes
+            )
+        )
         return
     with ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix="flowkit") as pool:
         futures = [pool.submit(_drive_sync, _compensate_node(run, n)) for n in nodes]
@@ -777,8 +792,24 @@ async def _compensate_together(run: Run, nodes: list[PlanNode]) -> None:
 # --- whole runs -------------------------------------------------------------------------------
 
 
-async def drive(run: Run) -> RunResult[Any]:
-    """Take a run from where it stands to its end (or to a wait) and record the outcome."""
+def _sync_compensation(node: PlanNode) -> bool:
+    fn = node.compensate_fn
+    return node.child is None and fn is not None and not inspect.iscoroutinefunction(fn)
+
+
+async def drive(run: Run, *, on_loop: bool = False) -> RunResult[Any]:
+    """Take a run from where it stands to its end (or to a wait) and record the outcome.
+
+    `on_loop` says the coroutine is awaited on an event loop (else it is driven by `send`).
+    """
+    token = _ON_LOOP.set(on_loop)
+    try:
+        return await _drive(run)
+    finally:
+        _ON_LOOP.reset(token)
+
+
+async def _drive(run: Run) -> RunResult[Any]:
     if run.status is not TransactionState.COMPENSATING:
         code = await forward(run)
         if code == PARK:
@@ -815,6 +846,11 @@ def _finish(run: Run) -> RunResult[Any]:
     return run.to_result()
 
 
+def first_fatal_error(result: RunResult[Any]) -> StepError:
+    """The invoke error that made a run revert (see `_first_invoke_error`)."""
+    return _first_invoke_error(result)
+
+
 def raise_for(result: RunResult[Any]) -> None:
     """Re-raise a reverted run's first error (with a note), or `CompensationFailed`."""
     if result.status is TransactionState.REVERTED:
@@ -837,8 +873,9 @@ def raise_for(result: RunResult[Any]) -> None:
 
 
 def _first_invoke_error(result: RunResult[Any]) -> StepError:
+    """The error that made the run revert (errors the run tolerated are skipped)."""
     for error in result.errors:
-        if error.action == "invoke":
+        if error.action == "invoke" and error.fatal:
             return error
     return result.errors[0]
 
@@ -908,7 +945,7 @@ async def run_in_memory_async(
 ) -> RunResult[Any]:
     """`Workflow.run_async` without an engine."""
     run = _prepare_run(workflow, input, container, transaction_id, event_group_id)
-    result = await drive_started(run)
+    result = await drive_started(run, on_loop=True)
     if throw_on_error:
         raise_for(result)
     return result
@@ -921,20 +958,20 @@ def drive_to_end(run: Run) -> RunResult[Any]:
         RuntimeError: the plan has async parts and an event loop is already running here.
     """
     if not run.plan.needs_loop:
-        return _drive_sync(drive_started(run))
+        return _drive_sync(drive_started(run, on_loop=False))
     if _in_loop():
         raise RuntimeError(
             f"workflow {run.plan.name!r} has async steps and an event loop is running in this "
             "thread: use `await workflow.run_async(...)` instead of `run()`"
         )
-    return asyncio.run(drive_started(run))
+    return asyncio.run(drive_started(run, on_loop=True))
 
 
-async def drive_started(run: Run) -> RunResult[Any]:
+async def drive_started(run: Run, *, on_loop: bool) -> RunResult[Any]:
     """`drive`, with the run-started event."""
     if run.emitter is not None:
         run.emitter.emit("run_started", events.DEBUG)
-    return await drive(run)
+    return await drive(run, on_loop=on_loop)
 
 
 def stage_nodes(stage: Stage) -> Sequence[PlanNode]:

@@ -70,6 +70,8 @@ class StepError:
         message: `str(exception)`.
         exception: The exception itself, in the process that raised it; None when read back
             from a store.
+        fatal: False for a failure the run tolerated (`continue_on_permanent_failure`,
+            `skip_on_permanent_failure`).
     """
 
     step: str
@@ -77,11 +79,14 @@ class StepError:
     type_name: str
     message: str
     exception: BaseException | None = field(default=None, eq=False, repr=False)
+    fatal: bool = True
 
     @classmethod
-    def from_exception(cls, step: str, action: Action, exc: BaseException) -> StepError:
+    def from_exception(
+        cls, step: str, action: Action, exc: BaseException, *, fatal: bool = True
+    ) -> StepError:
         """Build the record of `exc`, raised by `step` while doing `action`."""
-        return cls(step, action, type_name_of(exc), str(exc), exc)
+        return cls(step, action, type_name_of(exc), str(exc), exc, fatal)
 
 
 @frozen

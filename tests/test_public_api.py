@@ -16,7 +16,6 @@ EXPECTED = [
     "FlowkitError",
     "InjectedFailure",
     "LeaseLost",
-    "Lifetime",
     "MemoryStore",
     "NotSerializable",
     "PermanentFailure",
