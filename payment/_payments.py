@@ -72,8 +72,9 @@ class PaymentMethods(ModuleCore):
             payment_id: The payment.
             amount: What to capture; None captures everything left.
             captured_by: Who asked (stored on the capture).
-            idempotency_key: Identifies the capture, here and at the provider; when None it is
-                ``{payment_id}:capture:{amount}:{n}``.
+            idempotency_key: Identifies the capture (unique per payment); when None one is
+                derived from the amount and the captures so far. The provider gets
+                ``{payment_id}:capture:{key}``, e.g. ``pay_..:capture:10.00:0`` for a derived one.
             is_captured: The provider already moved the money (a webhook, its dashboard):
                 record it without calling the provider.
 
@@ -98,7 +99,7 @@ class PaymentMethods(ModuleCore):
             if is_captured:
                 return payment
             record = self._payment_input(
-                repo, before, payment, capture.idempotency_key, capture.amount
+                repo, before, payment, capture.provider_key, capture.amount
             )
         provider = self._registered(payment.provider_id)
         return self._settle(
@@ -132,8 +133,8 @@ class PaymentMethods(ModuleCore):
             reason_id: A `RefundReason` id.
             note: Free text stored on the refund.
             created_by: Who asked.
-            idempotency_key: Identifies the refund, here and at the provider; when None it is
-                ``{payment_id}:refund:{amount}:{n}``.
+            idempotency_key: Identifies the refund (unique per payment); when None one is
+                derived as for captures. The provider gets ``{payment_id}:refund:{key}``.
             is_refunded: The provider already returned the money: record it without a call.
 
         Returns:
@@ -158,9 +159,7 @@ class PaymentMethods(ModuleCore):
             repo.save_collection(before, before.with_payment(payment))
             if is_refunded:
                 return payment
-            record = self._payment_input(
-                repo, before, payment, refund.idempotency_key, refund.amount
-            )
+            record = self._payment_input(repo, before, payment, refund.provider_key, refund.amount)
         provider = self._registered(payment.provider_id)
         return self._settle(
             before.id,

@@ -90,7 +90,11 @@ class ProviderStatus(StrEnum):
 
 @frozen
 class Capture:
-    """Money taken from an authorization; `pending` while the provider call is in flight."""
+    """Money taken from an authorization; `pending` while the provider call is in flight.
+
+    `idempotency_key` is unique per payment; the provider, whose keys span the whole account,
+    gets `provider_key`, which adds the payment id and the operation.
+    """
 
     id: str
     payment_id: str
@@ -100,10 +104,18 @@ class Capture:
     created_at: datetime
     created_by: str | None = None
 
+    @property
+    def provider_key(self) -> str:
+        """``{payment_id}:capture:{idempotency_key}``: the same for every retry."""
+        return f"{self.payment_id}:capture:{self.idempotency_key}"
+
 
 @frozen
 class Refund:
-    """Money given back from what was captured; `pending` while the provider call is in flight."""
+    """Money given back from what was captured; `pending` while the provider call is in flight.
+
+    As for `Capture`, the provider gets `provider_key`, unique across payments.
+    """
 
     id: str
     payment_id: str
@@ -114,6 +126,11 @@ class Refund:
     refund_reason_id: str | None = None
     note: str | None = None
     created_by: str | None = None
+
+    @property
+    def provider_key(self) -> str:
+        """``{payment_id}:refund:{idempotency_key}``: the same for every retry."""
+        return f"{self.payment_id}:refund:{self.idempotency_key}"
 
 
 @frozen
@@ -170,14 +187,15 @@ def _by_key(items: tuple[M, ...], key: str | None) -> M | None:
     return next((item for item in items if item.idempotency_key == key), None)
 
 
-def _derive_key(payment_id: str, operation: str, amount: Decimal, items: tuple[M, ...]) -> str:
-    """``{payment_id}:{operation}:{amount}:{n}``: stable when a call is retried after a failure
-    (the failed row is gone, so n is the same), new once the previous one is recorded."""
+def _derive_key(amount: Decimal, items: tuple[M, ...]) -> str:
+    """``{amount}:{n}``, n = operations recorded so far: stable when a call is retried after a
+    failure (the failed row is gone, so n is the same), new once the previous one is recorded.
+    Its provider key reads ``{payment_id}:capture:{amount}:{n}``."""
     used = {item.idempotency_key for item in items}
     n = len(items)
-    while f"{payment_id}:{operation}:{amount}:{n}" in used:
+    while f"{amount}:{n}" in used:
         n += 1
-    return f"{payment_id}:{operation}:{amount}:{n}"
+    return f"{amount}:{n}"
 
 
 def _succeeded(items: tuple[M, ...], item_id: str) -> tuple[M, ...]:
@@ -282,7 +300,7 @@ class Payment:
         value = available if requested is None else requested
         if value > available or value == ZERO:
             raise CaptureExceedsAuthorized(self.id, value, available)
-        key = idempotency_key or _derive_key(self.id, "capture", value, self.captures)
+        key = idempotency_key or _derive_key(value, self.captures)
         capture = Capture(capture_id, self.id, value, OperationState.PENDING, key, now, created_by)
         return evolve(self, captures=(*self.captures, capture)), capture
 
@@ -348,7 +366,7 @@ class Payment:
         value = available if requested is None else requested
         if value > available or value == ZERO:
             raise RefundExceedsCaptured(self.id, value, available)
-        key = idempotency_key or _derive_key(self.id, "refund", value, self.refunds)
+        key = idempotency_key or _derive_key(value, self.refunds)
         refund = Refund(
             refund_id, self.id, value, OperationState.PENDING, key, now, reason_id, note, created_by
         )

@@ -62,7 +62,7 @@ def test_capture_sends_the_amount_and_the_key_to_the_provider(module: PaymentMod
     payment = authorized_payment(module, "100")
     module.capture_payment(payment.id, "25", idempotency_key="step-1")
     (call,) = test_provider(module).calls_to("capture_payment")
-    assert call.idempotency_key == "step-1"
+    assert call.idempotency_key == f"{payment.id}:capture:step-1"
     assert call.input.amount == Decimal("25.00")  # type: ignore[attr-defined]
 
 
@@ -134,14 +134,23 @@ def test_repeated_capture_key_returns_the_payment_without_provider_call(
 
 
 def test_derived_capture_keys_differ_per_capture(module: PaymentModule) -> None:
-    """Without a key, each recorded capture gets `{payment_id}:capture:{amount}:{n}`."""
+    """Without a key, each capture reaches the provider as `{payment_id}:capture:{amount}:{n}`."""
     payment = authorized_payment(module, "100")
     module.capture_payment(payment.id, "10")
-    payment = module.capture_payment(payment.id, "10")
-    assert [c.idempotency_key for c in payment.captures] == [
-        f"{payment.id}:capture:10.00:0",
-        f"{payment.id}:capture:10.00:1",
-    ]
+    module.capture_payment(payment.id, "10")
+    keys = [c.idempotency_key for c in test_provider(module).calls_to("capture_payment")]
+    assert keys == [f"{payment.id}:capture:10.00:0", f"{payment.id}:capture:10.00:1"]
+
+
+def test_one_key_on_two_payments_reaches_the_provider_as_two_keys(module: PaymentModule) -> None:
+    """Keys are unique per payment; the provider's account-wide keys add the payment id, so
+    reusing a key on another payment still captures there (found by the state machine)."""
+    first, second = authorized_payment(module, "10"), authorized_payment(module, "10")
+    module.capture_payment(first.id, "10", idempotency_key="k1")
+    second = module.capture_payment(second.id, "10", idempotency_key="k1")
+    assert test_provider(module).ledger(second.payment_session_id).captured == Decimal("10.00")
+    module.refund_payment(second.id, "1", idempotency_key="k1")
+    assert test_provider(module).ledger(second.payment_session_id).refunded == Decimal("1.00")
 
 
 def test_provider_failure_leaves_no_capture_and_a_retry_reuses_the_key(
@@ -311,4 +320,4 @@ def test_pending_capture_left_by_a_crash_is_finished_by_the_same_key(database_ur
         assert [c.state for c in payment.captures] == [OperationState.SUCCEEDED]
         assert gateway.ledger(payment.payment_session_id).captured == Decimal("40.00")
         keys = [c.idempotency_key for c in gateway.calls_to("capture_payment")]
-        assert keys == ["step-7", "step-7"]
+        assert keys == [f"{payment.id}:capture:step-7"] * 2

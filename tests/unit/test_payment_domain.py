@@ -207,9 +207,10 @@ def test_capture_check_order_follows_the_spec() -> None:
 def test_derived_keys_skip_keys_in_use() -> None:
     """A derived key never collides with an existing capture's key."""
     payment = _authorized().payments[0]
-    payment = _capture(payment, "10", key=f"{payment.id}:capture:10.00:1")
+    payment = _capture(payment, "10", key="10.00:1")
     payment = _capture(payment, "10")
-    assert payment.captures[-1].idempotency_key == f"{payment.id}:capture:10.00:2"
+    assert payment.captures[-1].idempotency_key == "10.00:2"
+    assert payment.captures[-1].provider_key == f"{payment.id}:capture:10.00:2"
 
 
 def test_refund_limits_count_pending_refunds() -> None:
