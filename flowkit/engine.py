@@ -614,6 +614,11 @@ class Engine:
         age = older_than if older_than is not None else self.retention
         return self.store.purge(self.store.now() - age.total_seconds())
 
+    def result(self, transaction_id: str) -> RunResult[Any] | None:
+        """The stored `RunResult` of a run (None when unknown); errors carry no exceptions."""
+        loaded = self.store.load(transaction_id)
+        return None if loaded is None else stored_result(loaded[0], loaded[1], self.codec)
+
     def _stored_result(self, transaction_id: str) -> RunResult[Any]:
         loaded = self.store.load(transaction_id)
         assert loaded is not None

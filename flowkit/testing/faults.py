@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal, NoReturn
 
-from attrs import frozen
+from attrs import field, frozen
 
 from flowkit.exceptions import InjectedFailure, SimulatedCrash
 
@@ -24,10 +24,14 @@ Point = Literal["before", "after"]
 
 @frozen
 class StepFailure:
-    """The first `attempts` invoke attempts of `step` fail (more than its retries: for good)."""
+    """The first `attempts` invoke attempts of `step` fail (more than its retries: for good).
+
+    Each failing attempt raises `error(message)` in place of the step's function.
+    """
 
     step: str
     attempts: int = 1
+    error: type[Exception] = field(default=InjectedFailure, repr=lambda t: t.__qualname__)
 
     def describe(self) -> str:
         """English, as in `FailurePlan.describe()`."""
@@ -105,7 +109,7 @@ class PlanFaults:
     def __init__(self, plan: FailurePlan, on_crash: Callable[[], Any] = _die) -> None:
         self.plan = plan
         self.on_crash = on_crash
-        self.failing = {f.step: f.attempts for f in plan.failures}
+        self.failing = {f.step: f for f in plan.failures}
         self._compensation_left = {c.step: c.times for c in plan.compensation_failures}
         self._lock = threading.Lock()
         self.crashed = False
@@ -114,8 +118,9 @@ class PlanFaults:
         """Raise `InjectedFailure` in place of the step when the plan says so."""
         name = run.full_name(node)
         if action == "invoke":
-            if attempt <= self.failing.get(name, 0):
-                raise InjectedFailure(f"injected failure of step {name!r} (attempt {attempt})")
+            failure = self.failing.get(name)
+            if failure is not None and attempt <= failure.attempts:
+                raise failure.error(f"injected failure of step {name!r} (attempt {attempt})")
             return
         with self._lock:
             left = self._compensation_left.get(name, 0)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from flowkit.container import Registry
+from flowkit.engine import Engine
+from flowkit.store import MemoryStore
 
 
 @pytest.fixture
@@ -17,3 +20,26 @@ def flowkit_registry() -> Iterator[Registry]:
         yield registry
     finally:
         registry.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def flowkit_engine(
+    request: pytest.FixtureRequest, tmp_path: Path, flowkit_registry: Registry
+) -> Iterator[Engine]:
+    """An `Engine` on an in-memory store, then on a SQLite file (each test runs on both).
+
+    Its container is `flowkit_registry`; workflows register on first run.
+    """
+    if request.param == "memory":
+        store = MemoryStore()
+    else:
+        from flowkit.sqlalchemy import SqlStore
+
+        sql = SqlStore(f"sqlite:///{tmp_path / 'flowkit.db'}")
+        sql.create_all()
+        store = sql  # type: ignore[assignment]
+    engine = Engine(store, container=flowkit_registry)
+    try:
+        yield engine
+    finally:
+        engine.close()
