@@ -77,6 +77,14 @@ def _group(records: Iterable[Any], key: str) -> dict[str, list[Any]]:
     return grouped
 
 
+def _capture(row: sa.Row[Any]) -> Capture:
+    return Capture(**row._mapping)
+
+
+def _refund(row: sa.Row[Any]) -> Refund:
+    return Refund(**row._mapping)
+
+
 def _captures_of(c: PaymentCollection) -> list[Capture]:
     return [capture for p in c.payments for capture in p.captures]
 
@@ -95,6 +103,36 @@ _LEVELS: tuple[tuple[sa.Table, Callable[[PaymentCollection], Iterable[Any]]], ..
 )
 
 
+def _in(column: sa.Column[Any]) -> sa.ColumnElement[bool]:
+    return column.in_(sa.bindparam("ids", expanding=True))
+
+
+# The statements of the hot path (loading an aggregate), built once: SQLAlchemy still caches
+# their compiled form, but building and hashing a new construct per call costs more.
+_SESSIONS = (
+    sa.select(t.sessions, t.payments.c.id.label("payment_id"))
+    .outerjoin(t.payments, t.payments.c.payment_session_id == t.sessions.c.id)
+    .order_by(t.sessions.c.id)
+)
+_COLLECTION = sa.select(t.collections).where(t.collections.c.id == sa.bindparam("id"))
+_SESSIONS_OF = _SESSIONS.where(_in(t.sessions.c.payment_collection_id))
+_PAYMENTS_OF = sa.select(t.payments).where(_in(t.payments.c.payment_collection_id))
+_CAPTURES_OF = sa.select(t.captures).where(_in(t.captures.c.payment_id)).order_by(t.captures.c.id)
+_REFUNDS_OF = sa.select(t.refunds).where(_in(t.refunds.c.payment_id)).order_by(t.refunds.c.id)
+_LOCKED = {
+    False: (_COLLECTION, _PAYMENTS_OF.order_by(t.payments.c.id)),
+    True: (_COLLECTION.with_for_update(), _PAYMENTS_OF.order_by(t.payments.c.id).with_for_update()),
+}
+_COLLECTION_OF = {
+    "session": sa.select(t.sessions.c.payment_collection_id).where(
+        t.sessions.c.id == sa.bindparam("id")
+    ),
+    "payment": sa.select(t.payments.c.payment_collection_id).where(
+        t.payments.c.id == sa.bindparam("id")
+    ),
+}
+
+
 class SqlPaymentRepository:
     """The reads and writes of one transaction (see `payment.repository.PaymentRepository`).
 
@@ -105,17 +143,17 @@ class SqlPaymentRepository:
     def __init__(self, connection: Connection) -> None:
         self._conn = connection
 
-    def _rows(self, query: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
-        return self._conn.execute(query).all()
+    def _rows(
+        self, query: sa.Select[Any], parameters: dict[str, Any] | None = None
+    ) -> Sequence[sa.Row[Any]]:
+        return self._conn.execute(query, parameters).all()
 
     def load_collection(
         self, collection_id: str, *, lock: bool = False
     ) -> PaymentCollection | None:
         """The collection with its sessions and payments; `lock` takes its row locks."""
-        query = sa.select(t.collections).where(t.collections.c.id == collection_id)
-        if lock:
-            query = query.with_for_update()
-        found = self._assemble(self._rows(query), lock=lock)
+        rows = self._rows(_LOCKED[lock][0], {"id": collection_id})
+        found = self._assemble(rows, lock=lock)
         return found[0] if found else None
 
     def _assemble(
@@ -124,9 +162,12 @@ class SqlPaymentRepository:
         ids = [row.id for row in rows]
         if not ids:
             return []
-        sessions = _group(self.list_sessions(collection_id=ids), "payment_collection_id")
-        in_collections = _where(t.payments, payment_collection_id=ids)
-        payments = _group(self._payments(in_collections, lock), "payment_collection_id")
+        session_rows = self._rows(_SESSIONS_OF, {"ids": ids})
+        sessions = _group(
+            (PaymentSession(**r._mapping) for r in session_rows), "payment_collection_id"
+        )
+        payment_rows = self._rows(_LOCKED[lock][1], {"ids": ids})
+        payments = _group(self._with_children(payment_rows), "payment_collection_id")
         return [
             PaymentCollection(
                 **row._mapping,
@@ -140,11 +181,11 @@ class SqlPaymentRepository:
         self, *, session_id: str | None = None, payment_id: str | None = None
     ) -> str | None:
         """The id of the collection holding a session or a payment."""
-        table = t.sessions if session_id is not None else t.payments
-        query = sa.select(table.c.payment_collection_id).where(
-            table.c.id == (session_id if session_id is not None else payment_id)
+        kind, wanted = (
+            ("session", session_id) if session_id is not None else ("payment", payment_id)
         )
-        return self._conn.execute(query).scalar_one_or_none()
+        result = self._conn.execute(_COLLECTION_OF[kind], {"id": wanted})
+        return result.scalar_one_or_none()
 
     def find_collection(
         self, *, idempotency_key: str | None = None, live_cart_id: str | None = None
@@ -190,13 +231,7 @@ class SqlPaymentRepository:
             provider_id=provider_id,
             status=status,
         )
-        query = (
-            sa.select(t.sessions, t.payments.c.id.label("payment_id"))
-            .outerjoin(t.payments, t.payments.c.payment_session_id == t.sessions.c.id)
-            .where(*clauses)
-            .order_by(t.sessions.c.id)
-        )
-        return [PaymentSession(**row._mapping) for row in self._rows(query)]
+        return [PaymentSession(**row._mapping) for row in self._rows(_SESSIONS.where(*clauses))]
 
     def list_payments(
         self,
@@ -214,16 +249,16 @@ class SqlPaymentRepository:
             payment_session_id=session_id,
             provider_id=provider_id,
         )
-        return self._payments(clauses, lock=False)
-
-    def _payments(self, clauses: list[sa.ColumnElement[bool]], lock: bool) -> list[Payment]:
         query = sa.select(t.payments).where(*clauses).order_by(t.payments.c.id)
-        rows = self._rows(query.with_for_update() if lock else query)
+        return self._with_children(self._rows(query))
+
+    def _with_children(self, rows: Sequence[sa.Row[Any]]) -> list[Payment]:
+        """Payments from their rows, with their captures and refunds."""
         ids = [row.id for row in rows]
         if not ids:
             return []
-        captures = _group(self._records(t.captures, Capture, payment_id=ids), "payment_id")
-        refunds = _group(self._records(t.refunds, Refund, payment_id=ids), "payment_id")
+        captures = _group(map(_capture, self._rows(_CAPTURES_OF, {"ids": ids})), "payment_id")
+        refunds = _group(map(_refund, self._rows(_REFUNDS_OF, {"ids": ids})), "payment_id")
         return [
             Payment(
                 **row._mapping,
