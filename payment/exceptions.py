@@ -121,7 +121,7 @@ class InvalidCurrency(PaymentError, ValueError):
     """A currency code is unknown, not money (an ISO X-code), or not the one expected.
 
     Args:
-        currency_code: The code that was given (at most 16 characters of it).
+        currency_code: The code that was given ("" when it was not a 3-letter string).
         message: Why it is refused.
         expected: The currency required here, when a specific one is.
     """

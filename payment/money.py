@@ -59,8 +59,8 @@ def normalize_currency(currency_code: object) -> str:
         InvalidCurrency: not a string, unknown to CLDR, or an X-code that is not money.
     """
     if not isinstance(currency_code, str) or len(currency_code) != 3:
-        shown = str(currency_code)[:16]
-        raise InvalidCurrency(shown, f"Currency code {shown!r} is not a 3-letter ISO 4217 code")
+        # Not echoed: whatever was passed by mistake (a card number?) stays out of logs.
+        raise InvalidCurrency("", "Currency code must be a 3-letter ISO 4217 code")
     if _digits_of(currency_code.upper()) is None:
         raise InvalidCurrency(currency_code, f"Unknown currency {currency_code!r}")
     return currency_code.lower()
@@ -85,7 +85,10 @@ def _parse(value: object) -> Decimal:
     try:
         amount = Decimal(value)
     except (InvalidOperation, ValueError):
-        raise InvalidAmount(f"Amount {str(value)[:32]!r} is not a number") from None
+        # Not echoed: a string that is not a number could be anything (a card number?).
+        raise InvalidAmount(
+            f"Amount is not a number (a string of {len(str(value))} characters)"
+        ) from None
     if not amount.is_finite():
         raise InvalidAmount(f"Amount {amount} is not finite")
     if abs(amount) >= MAX_AMOUNT:

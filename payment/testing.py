@@ -16,7 +16,7 @@ from payment.money import AmountInput
 from payment.providers import PaymentProvider, TestProvider
 from payment.service import PaymentModule
 
-__all__ = ["authorized_payment", "payment_module", "test_provider"]
+__all__ = ["authorized_payment", "get_test_provider", "payment_module"]
 
 
 @contextmanager
@@ -36,7 +36,7 @@ def payment_module(
         module.close()
 
 
-def test_provider(module: PaymentModule) -> TestProvider:
+def get_test_provider(module: PaymentModule) -> TestProvider:
     """The module's ``pp_test`` provider.
 
     Raises:
@@ -46,9 +46,6 @@ def test_provider(module: PaymentModule) -> TestProvider:
     if not isinstance(provider, TestProvider):
         raise TypeError(f"pp_test is a {type(provider).__name__}")
     return provider
-
-
-test_provider.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def authorized_payment(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +23,7 @@ from payment import (
     RefundExceedsCaptured,
     TestProvider,
 )
-from payment.testing import authorized_payment, payment_module, test_provider
+from payment.testing import authorized_payment, get_test_provider, payment_module
 
 
 @pytest.fixture
@@ -54,14 +54,16 @@ def test_partial_and_multiple_captures_add_up(module: PaymentModule) -> None:
         CollectionStatus.COMPLETED,
         Decimal("100.00"),
     )
-    assert test_provider(module).ledger(payment.payment_session_id).captured == Decimal("100.00")
+    assert get_test_provider(module).ledger(payment.payment_session_id).captured == Decimal(
+        "100.00"
+    )
 
 
 def test_capture_sends_the_amount_and_the_key_to_the_provider(module: PaymentModule) -> None:
     """A partial capture reaches the provider with its amount and idempotency key."""
     payment = authorized_payment(module, "100")
     module.capture_payment(payment.id, "25", idempotency_key="step-1")
-    (call,) = test_provider(module).calls_to("capture_payment")
+    (call,) = get_test_provider(module).calls_to("capture_payment")
     assert call.idempotency_key == f"{payment.id}:capture:step-1"
     assert call.input.amount == Decimal("25.00")  # type: ignore[attr-defined]
 
@@ -79,7 +81,7 @@ def test_fully_captured_payment_is_returned_unchanged(module: PaymentModule) -> 
     payment = module.capture_payment(authorized_payment(module, "10").id)
     again = module.capture_payment(payment.id, "5")
     assert again == payment
-    assert len(test_provider(module).calls_to("capture_payment")) == 1
+    assert len(get_test_provider(module).calls_to("capture_payment")) == 1
 
 
 def test_capture_more_than_left_raises_with_amounts(module: PaymentModule) -> None:
@@ -130,7 +132,7 @@ def test_repeated_capture_key_returns_the_payment_without_provider_call(
     first = module.capture_payment(payment.id, "10", idempotency_key="cap-1")
     again = module.capture_payment(payment.id, "10", idempotency_key="cap-1")
     assert again == first
-    assert len(test_provider(module).calls_to("capture_payment")) == 1
+    assert len(get_test_provider(module).calls_to("capture_payment")) == 1
 
 
 def test_derived_capture_keys_differ_per_capture(module: PaymentModule) -> None:
@@ -138,7 +140,7 @@ def test_derived_capture_keys_differ_per_capture(module: PaymentModule) -> None:
     payment = authorized_payment(module, "100")
     module.capture_payment(payment.id, "10")
     module.capture_payment(payment.id, "10")
-    keys = [c.idempotency_key for c in test_provider(module).calls_to("capture_payment")]
+    keys = [c.idempotency_key for c in get_test_provider(module).calls_to("capture_payment")]
     assert keys == [f"{payment.id}:capture:10.00:0", f"{payment.id}:capture:10.00:1"]
 
 
@@ -148,9 +150,9 @@ def test_one_key_on_two_payments_reaches_the_provider_as_two_keys(module: Paymen
     first, second = authorized_payment(module, "10"), authorized_payment(module, "10")
     module.capture_payment(first.id, "10", idempotency_key="k1")
     second = module.capture_payment(second.id, "10", idempotency_key="k1")
-    assert test_provider(module).ledger(second.payment_session_id).captured == Decimal("10.00")
+    assert get_test_provider(module).ledger(second.payment_session_id).captured == Decimal("10.00")
     module.refund_payment(second.id, "1", idempotency_key="k1")
-    assert test_provider(module).ledger(second.payment_session_id).refunded == Decimal("1.00")
+    assert get_test_provider(module).ledger(second.payment_session_id).refunded == Decimal("1.00")
 
 
 def test_provider_failure_leaves_no_capture_and_a_retry_reuses_the_key(
@@ -163,7 +165,7 @@ def test_provider_failure_leaves_no_capture_and_a_retry_reuses_the_key(
     assert caught.value.retryable
     assert module.retrieve_payment(payment.id).captures == ()
     payment = module.capture_payment(payment.id, "40")
-    keys = [c.idempotency_key for c in test_provider(module).calls_to("capture_payment")]
+    keys = [c.idempotency_key for c in get_test_provider(module).calls_to("capture_payment")]
     assert keys == [f"{payment.id}:capture:40.00:0"] * 2
     assert payment.captured_amount == Decimal("40.00")
 
@@ -173,7 +175,7 @@ def test_is_captured_records_without_calling_the_provider(module: PaymentModule)
     payment = authorized_payment(module, "100")
     payment = module.capture_payment(payment.id, "100", idempotency_key="evt_1", is_captured=True)
     assert payment.captured_amount == Decimal("100.00")
-    assert test_provider(module).calls_to("capture_payment") == []
+    assert get_test_provider(module).calls_to("capture_payment") == []
 
 
 def test_refund_within_currency_rounding(module: PaymentModule) -> None:
@@ -231,8 +233,8 @@ def test_repeated_refund_key_moves_no_money(module: PaymentModule) -> None:
     payment = module.capture_payment(authorized_payment(module, "50").id)
     module.refund_payment(payment.id, "5", idempotency_key="r-1")
     module.refund_payment(payment.id, "5", idempotency_key="r-1")
-    assert len(test_provider(module).calls_to("refund_payment")) == 1
-    assert test_provider(module).ledger(payment.payment_session_id).refunded == Decimal("5.00")
+    assert len(get_test_provider(module).calls_to("refund_payment")) == 1
+    assert get_test_provider(module).ledger(payment.payment_session_id).refunded == Decimal("5.00")
 
 
 def test_is_refunded_records_without_calling_the_provider(module: PaymentModule) -> None:
@@ -240,7 +242,7 @@ def test_is_refunded_records_without_calling_the_provider(module: PaymentModule)
     payment = module.capture_payment(authorized_payment(module, "50").id)
     payment = module.refund_payment(payment.id, "50", is_refunded=True)
     assert payment.refunded_amount == Decimal("50.00")
-    assert test_provider(module).calls_to("refund_payment") == []
+    assert get_test_provider(module).calls_to("refund_payment") == []
 
 
 def test_cancel_voids_at_the_provider_and_blocks_captures(module: PaymentModule) -> None:
@@ -248,7 +250,7 @@ def test_cancel_voids_at_the_provider_and_blocks_captures(module: PaymentModule)
     payment = authorized_payment(module, "50")
     canceled = module.cancel_payment(payment.id)
     assert canceled.canceled_at is not None
-    assert test_provider(module).ledger(payment.payment_session_id).status == "canceled"
+    assert get_test_provider(module).ledger(payment.payment_session_id).status == "canceled"
     collection = module.retrieve_payment_collection(payment.payment_collection_id)
     assert (collection.authorized_amount, collection.status) == (
         Decimal("0.00"),
@@ -257,7 +259,7 @@ def test_cancel_voids_at_the_provider_and_blocks_captures(module: PaymentModule)
     with pytest.raises(PaymentCanceled):
         module.capture_payment(payment.id)
     assert module.cancel_payment(payment.id) == canceled  # twice: same result, no call
-    assert len(test_provider(module).calls_to("cancel_payment")) == 1
+    assert len(get_test_provider(module).calls_to("cancel_payment")) == 1
 
 
 def test_cancel_after_capture_is_refused(module: PaymentModule) -> None:
@@ -321,3 +323,57 @@ def test_pending_capture_left_by_a_crash_is_finished_by_the_same_key(database_ur
         assert gateway.ledger(payment.payment_session_id).captured == Decimal("40.00")
         keys = [c.idempotency_key for c in gateway.calls_to("capture_payment")]
         assert keys == [f"{payment.id}:capture:step-7"] * 2
+
+
+def test_refused_refund_leaves_no_refund_row(module: PaymentModule) -> None:
+    """A refund the gateway refuses raises ProviderError and leaves no refund behind."""
+    payment = authorized_payment(module, "30")
+    # Recorded locally only: the gateway captured nothing, so it refuses the refund.
+    payment = module.capture_payment(payment.id, is_captured=True)
+    with pytest.raises(ProviderError) as caught:
+        module.refund_payment(payment.id, "10")
+    assert (caught.value.code, caught.value.retryable) == ("amount_too_large", False)
+    assert module.retrieve_payment(payment.id).refunds == ()
+
+
+def test_refused_cancel_leaves_the_payment_live(module: PaymentModule) -> None:
+    """A void the gateway refuses (it captured already) does not mark the payment canceled."""
+    payment = authorized_payment(module, "30")
+    get_test_provider(module).make_webhook("captured", session_id=payment.payment_session_id)
+    with pytest.raises(ProviderError):
+        module.cancel_payment(payment.id)
+    assert module.retrieve_payment(payment.id).canceled_at is None
+    with pytest.raises(ProviderError):
+        module.cancel_payment_collection(payment.payment_collection_id)
+    assert module.retrieve_payment_collection(payment.payment_collection_id).canceled_at is None
+
+
+@pytest.mark.parametrize(
+    ("call", "entity"),
+    [
+        (lambda m: m.retrieve_payment("pay_x"), "Payment"),
+        (lambda m: m.capture_payment("pay_x"), "Payment"),
+        (lambda m: m.refund_payment("pay_x"), "Payment"),
+        (lambda m: m.cancel_payment("pay_x"), "Payment"),
+        (lambda m: m.retrieve_payment_session("payses_x"), "PaymentSession"),
+        (lambda m: m.authorize_payment_session("payses_x"), "PaymentSession"),
+        (lambda m: m.update_payment_session("payses_x", amount="1"), "PaymentSession"),
+        (lambda m: m.retrieve_payment_collection("pay_col_x"), "PaymentCollection"),
+        (lambda m: m.cancel_payment_collection("pay_col_x"), "PaymentCollection"),
+        (lambda m: m.complete_payment_collections("pay_col_x"), "PaymentCollection"),
+        (
+            lambda m: m.create_payment_session("pay_col_x", "pp_test", "usd", "1"),
+            "PaymentCollection",
+        ),
+        (lambda m: m.provider("pp_x"), "PaymentProvider"),
+    ],
+)
+def test_unknown_ids_raise_not_found_with_the_id(
+    module: PaymentModule, call: Callable[[PaymentModule], object], entity: str
+) -> None:
+    """Every method given an unknown id raises NotFound (a LookupError) naming entity and id."""
+    with pytest.raises(NotFound) as caught:
+        call(module)
+    assert isinstance(caught.value, LookupError)
+    assert caught.value.entity == entity
+    assert caught.value.entity_id.endswith("_x")

@@ -22,7 +22,7 @@ from payment import (
     PaymentModule,
     SessionStatus,
 )
-from payment.testing import authorized_payment, payment_module, test_provider
+from payment.testing import authorized_payment, get_test_provider, payment_module
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ def test_cancel_voids_payments_and_open_sessions(module: PaymentModule) -> None:
     assert canceled.status is CollectionStatus.CANCELED
     assert all(p.canceled_at is not None for p in canceled.payments)
     assert {s.status for s in canceled.sessions} == {SessionStatus.CANCELED}
-    keys = {c.idempotency_key for c in test_provider(module).calls_to("cancel_payment")}
+    keys = {c.idempotency_key for c in get_test_provider(module).calls_to("cancel_payment")}
     assert keys == {f"{payment.id}:cancel", f"{open_session.id}:cancel"}
     assert module.cancel_payment_collection(collection_id) == canceled
     with pytest.raises(PaymentCanceled):
@@ -207,7 +207,7 @@ def test_delete_removes_everything_and_skips_unknown_ids(module: PaymentModule) 
     with pytest.raises(NotFound):
         module.retrieve_payment_collection(collection.id)
     assert module.list_payment_sessions() == []
-    (call,) = test_provider(module).calls_to("delete_payment")
+    (call,) = get_test_provider(module).calls_to("delete_payment")
     assert call.idempotency_key == f"{session.id}:delete"
     module.create_payment_collection("usd", "10", cart_id="cart_d")  # the cart is free again
 

@@ -23,7 +23,7 @@ from payment import (
     make_payment_module,
     register,
 )
-from payment.testing import authorized_payment, payment_module, test_provider
+from payment.testing import authorized_payment, get_test_provider, payment_module
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_account_holder_is_created_once_per_provider_and_customer(module: Paymen
     assert first.id.startswith("acchld_")
     assert first.external_id is not None
     assert first.external_id.startswith("tcus_")
-    (call,) = test_provider(module).calls_to("create_account_holder")
+    (call,) = get_test_provider(module).calls_to("create_account_holder")
     assert call.idempotency_key == "cus_1"
     assert module.retrieve_account_holder("pp_test", "cus_1") == first
     with pytest.raises(NotFound):
@@ -131,7 +131,7 @@ def test_account_holder_reaches_the_provider_context(module: PaymentModule) -> N
         collection.id, "pp_test", "usd", "5",
         context={"account_holder_id": holder.id, "customer": {"id": "cus_9"}},
     )  # fmt: skip
-    (call,) = test_provider(module).calls_to("initiate_payment")
+    (call,) = get_test_provider(module).calls_to("initiate_payment")
     context = call.input.context  # type: ignore[attr-defined]
     assert (context.account_holder, context.customer.id) == (holder, "cus_9")
 
@@ -161,7 +161,7 @@ def test_webhook_is_verified_and_changes_nothing(module: PaymentModule) -> None:
     """A verified webhook maps to an action; a bad one raises and leaves the data as it was."""
     payment = authorized_payment(module, "40")
     before = module.retrieve_payment_collection(payment.payment_collection_id)
-    webhook = test_provider(module).make_webhook(
+    webhook = get_test_provider(module).make_webhook(
         "captured", session_id=payment.payment_session_id, amount=Decimal("40")
     )
     action = module.get_webhook_action_and_data("pp_test", webhook.raw_body, dict(webhook.headers))
@@ -181,14 +181,16 @@ def test_webhook_is_verified_and_changes_nothing(module: PaymentModule) -> None:
 def test_captured_webhook_is_recorded_once_by_event_id(module: PaymentModule) -> None:
     """Recording a webhook's capture keyed by its event id twice captures once, with no call."""
     payment = authorized_payment(module, "40")
-    webhook = test_provider(module).make_webhook("captured", session_id=payment.payment_session_id)
+    webhook = get_test_provider(module).make_webhook(
+        "captured", session_id=payment.payment_session_id
+    )
     action = module.get_webhook_action_and_data("pp_test", webhook.raw_body, webhook.headers)
     for _ in range(2):
         payment = module.capture_payment(
             payment.id, action.amount, idempotency_key=action.event_id, is_captured=True
         )
     assert payment.captured_amount == Decimal("40.00")
-    assert test_provider(module).calls_to("capture_payment") == []
+    assert get_test_provider(module).calls_to("capture_payment") == []
 
 
 def test_pending_authorization_captured_by_webhook(module: PaymentModule) -> None:
@@ -198,7 +200,7 @@ def test_pending_authorization_captured_by_webhook(module: PaymentModule) -> Non
         collection.id, "pp_test", "usd", "25", data={"scenario": "pending_authorization"}
     )
     assert module.authorize_payment_session(session.id) is None
-    test_provider(module).make_webhook("captured", session_id=session.id)
+    get_test_provider(module).make_webhook("captured", session_id=session.id)
     payment = module.authorize_payment_session(session.id)
     assert payment is not None
     assert payment.captured_amount == Decimal("25.00")

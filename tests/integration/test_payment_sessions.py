@@ -24,7 +24,7 @@ from payment import (
     ProviderNotFound,
     SessionStatus,
 )
-from payment.testing import authorized_payment, payment_module, test_provider
+from payment.testing import authorized_payment, get_test_provider, payment_module
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_session_is_initiated_with_its_id_as_key(module: PaymentModule) -> None:
         "usd",
     )
     assert session.initiated_at is not None
-    (call,) = test_provider(module).calls_to("initiate_payment")
+    (call,) = get_test_provider(module).calls_to("initiate_payment")
     assert call.idempotency_key == session.id
     assert module.retrieve_payment_collection(collection.id).status is CollectionStatus.AWAITING
 
@@ -68,7 +68,7 @@ def test_session_idempotency_key_returns_the_first_session(module: PaymentModule
         collection.id, "pp_test", "usd", "100", idempotency_key="step#0"
     )
     assert again == first
-    assert len(test_provider(module).calls_to("initiate_payment")) == 1
+    assert len(get_test_provider(module).calls_to("initiate_payment")) == 1
 
 
 def test_session_currency_must_match_the_collection(module: PaymentModule) -> None:
@@ -130,7 +130,7 @@ def test_malformed_data_is_refused_before_anything_is_written(module: PaymentMod
     with pytest.raises(InvalidData):
         module.create_payment_session(collection.id, "pp_test", "usd", "1", data=[1])  # type: ignore[arg-type]
     assert module.list_payment_sessions() == []
-    assert test_provider(module).calls == ()
+    assert get_test_provider(module).calls == ()
 
 
 def test_update_session_goes_to_the_provider(module: PaymentModule) -> None:
@@ -138,7 +138,7 @@ def test_update_session_goes_to_the_provider(module: PaymentModule) -> None:
     session_id = _session(module, "100")
     session = module.update_payment_session(session_id, amount="80")
     assert session.amount == Decimal("80.00")
-    assert test_provider(module).ledger(session_id).amount == Decimal("80.00")
+    assert get_test_provider(module).ledger(session_id).amount == Decimal("80.00")
     assert module.retrieve_payment_session(session_id) == session
 
 
@@ -156,7 +156,7 @@ def test_delete_session_discards_it_at_the_provider(module: PaymentModule) -> No
     session_id = _session(module)
     module.delete_payment_session(session_id)
     module.delete_payment_session(session_id)
-    assert len(test_provider(module).calls_to("delete_payment")) == 1
+    assert len(get_test_provider(module).calls_to("delete_payment")) == 1
     with pytest.raises(NotFound):
         module.retrieve_payment_session(session_id)
 
@@ -168,7 +168,7 @@ def test_authorize_creates_a_payment_and_is_idempotent(module: PaymentModule) ->
     assert payment is not None
     assert (payment.amount, payment.payment_session_id) == (Decimal("100.00"), session_id)
     assert module.authorize_payment_session(session_id) == payment
-    (call,) = test_provider(module).calls_to("authorize_payment")
+    (call,) = get_test_provider(module).calls_to("authorize_payment")
     assert call.idempotency_key == f"{session_id}:authorize:0"
     session = module.retrieve_payment_session(session_id)
     assert (session.status, session.payment_id, session.authorize_attempts) == (
@@ -212,10 +212,10 @@ def test_requires_more_then_action_then_new_key_authorizes(module: PaymentModule
         module.authorize_payment_session(session_id)
     assert caught.value.action["type"] == "three_d_secure"
     assert module.retrieve_payment_session(session_id).status is SessionStatus.REQUIRES_MORE
-    test_provider(module).complete_action(session_id)
+    get_test_provider(module).complete_action(session_id)
     payment = module.authorize_payment_session(session_id)
     assert payment is not None
-    keys = [c.idempotency_key for c in test_provider(module).calls_to("authorize_payment")]
+    keys = [c.idempotency_key for c in get_test_provider(module).calls_to("authorize_payment")]
     assert keys == [f"{session_id}:authorize:0", f"{session_id}:authorize:1"]
 
 
@@ -225,7 +225,7 @@ def test_pending_authorization_returns_none_until_the_webhook(module: PaymentMod
     assert module.authorize_payment_session(session_id) is None
     session = module.retrieve_payment_session(session_id)
     assert session.status is SessionStatus.PENDING_AUTHORIZATION
-    webhook = test_provider(module).make_webhook("authorized", session_id=session_id)
+    webhook = get_test_provider(module).make_webhook("authorized", session_id=session_id)
     action = module.get_webhook_action_and_data("pp_test", webhook.raw_body, webhook.headers)
     assert (action.action, action.session_id) == ("authorized", session_id)
     payment = module.authorize_payment_session(session_id)
@@ -241,7 +241,7 @@ def test_auto_capture_records_a_succeeded_capture_without_capturing(
     (capture,) = payment.captures
     assert (capture.amount, capture.state) == (Decimal("75.00"), OperationState.SUCCEEDED)
     assert payment.captured_at is not None
-    assert test_provider(module).calls_to("capture_payment") == []
+    assert get_test_provider(module).calls_to("capture_payment") == []
     collection = module.retrieve_payment_collection(payment.payment_collection_id)
     assert collection.status is CollectionStatus.COMPLETED
 
@@ -255,7 +255,7 @@ def test_transient_authorize_errors_keep_the_key_until_an_answer(module: Payment
         assert caught.value.retryable
         assert module.retrieve_payment_session(session_id).authorize_attempts == 0
     assert module.authorize_payment_session(session_id) is not None
-    keys = {c.idempotency_key for c in test_provider(module).calls_to("authorize_payment")}
+    keys = {c.idempotency_key for c in get_test_provider(module).calls_to("authorize_payment")}
     assert keys == {f"{session_id}:authorize:0"}
 
 

@@ -90,3 +90,14 @@ def test_minor_units_refuse_amounts_with_too_many_digits() -> None:
     """An unquantized amount cannot become minor units silently."""
     with pytest.raises(InvalidAmount):
         money.to_minor_units(Decimal("10.505"), "usd")
+
+
+def test_errors_do_not_echo_what_was_passed() -> None:
+    """A card number passed by mistake as an amount or a currency stays out of the message."""
+    card = "4242 4242 4242 4242"
+    with pytest.raises(InvalidAmount) as amount_error:
+        money.to_amount(card, "usd")
+    with pytest.raises(InvalidCurrency) as currency_error:
+        money.normalize_currency(card)
+    assert "4242" not in str(amount_error.value)
+    assert "4242" not in str(currency_error.value) + currency_error.value.currency_code
