@@ -40,6 +40,7 @@ from flowkit.exceptions import NotSerializable
 __all__ = ["Codec"]
 
 _PLAIN = (str, int, bool, type(None))
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 class Codec:
@@ -70,18 +71,23 @@ class Codec:
 
     # --- public ----------------------------------------------------------------------------
 
-    def dumps(self, value: Any, where: str = "a value") -> str:
+    def dumps(self, value: Any, where: str | Callable[[], str] = "a value") -> str:
         """Encode `value` as JSON text.
+
+        Args:
+            value: What to encode.
+            where: What is being stored, for the error message (a callable is called only then).
 
         Raises:
             NotSerializable: the value (or something inside it) cannot be stored.
         """
         if type(value) in _PLAIN:
-            return json.dumps(value)
+            return _encode(value)
         try:
-            return json.dumps(self.to_json(value), separators=(",", ":"), allow_nan=False)
+            return _encode(self.to_json(value))
         except NotSerializable as exc:
-            raise NotSerializable(exc.value_type, where, str(exc).split(": ", 1)[-1]) from None
+            place = where() if callable(where) else where
+            raise NotSerializable(exc.value_type, place, str(exc).split(": ", 1)[-1]) from None
 
     def loads(self, text: str | None) -> Any:
         """Decode JSON text made by `dumps` (None stays None)."""

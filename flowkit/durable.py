@@ -90,20 +90,28 @@ class StoreJournal:
         assert state is not None
         dumps = self.codec.dumps
         name = run.full_name(node)
+        output = run.outputs[i]
+        comp = run.comp_inputs[i]
+        encoded = (
+            dumps(output, lambda: f"the output of step {name!r}")
+            if state in _OUTPUT_STATES
+            else None
+        )
+        if state not in _COMP_STATES:
+            encoded_comp = None
+        elif comp is output and encoded is not None:
+            encoded_comp = encoded  # a plain return value is both: encode it once
+        else:
+            encoded_comp = dumps(comp, lambda: f"the compensate input of step {name!r}")
+        failed = state in _HARD_FAILED or state is StepState.FAILED
         row = StoredStep(
             name,
             "invoke",
             state.value,
             run.attempts[i],
-            dumps(run.outputs[i], f"the output of step {name!r}")
-            if state in _OUTPUT_STATES
-            else None,
-            dumps(run.comp_inputs[i], f"the compensate input of step {name!r}")
-            if state in _COMP_STATES
-            else None,
-            _error_json(run, name, "invoke")
-            if state in _HARD_FAILED or state is StepState.FAILED
-            else None,
+            encoded,
+            encoded_comp,
+            _error_json(run, name, "invoke") if failed else None,
             run.started[i],
             run.ended[i],
         )

@@ -1,0 +1,249 @@
+"""Durable runs: µs per checkpointed step on SQLite and PostgreSQL, next to a raw commit.
+
+For each database the same run measures one raw INSERT+COMMIT (a plain DBAPI connection, the
+floor of any durable step), then flowkit runs of N trivial steps through an `Engine` with a
+`SqlStore` (per step: the run's start and end are spread over its steps, as a user pays them),
+and steps/s with 16 runs in concurrent threads (group commit) against the one-commit-per-step
+limit. Targets (issue 3): one durable step <= 1.3x a raw commit (SQLite, synchronous FULL);
+16 concurrent runs >= 2x the one-commit-per-step limit; 10 vs 200 steps within 1.3x.
+
+Usage: python benchmarks/bench_durable.py [--json] [--quick] [--postgres-url URL | --no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flowkit import Engine, StepContext, Workflow, WorkflowResponse, step, workflow
+from flowkit.sqlalchemy import SqlStore
+
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@step("noop")
+def noop(value: int, ctx: StepContext) -> int:
+    """A trivial step: the cost measured is flowkit's and the database's."""
+    return value
+
+
+def chain(n: int) -> Workflow[Any, Any]:
+    """A workflow of `n` trivial steps in a row."""
+
+    @workflow(f"chain-{n}")
+    def flow(value: Any) -> WorkflowResponse[Any]:
+        for i in range(n):
+            value = noop.with_name(f"s{i}")(value)
+        return WorkflowResponse(value)
+
+    return flow
+
+
+def best(samples: list[float]) -> float:
+    """The lowest sample: the least disturbed by the rest of the machine."""
+    return min(samples)
+
+
+# --- raw commits --------------------------------------------------------------------------
+
+
+def raw_sqlite_commit(path: Path, synchronous: str, count: int) -> float:
+    """µs for one INSERT+COMMIT on a SQLite file in WAL mode."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("CREATE TABLE IF NOT EXISTS raw (id INTEGER PRIMARY KEY, body TEXT)")
+    start = time.perf_counter()
+    for i in range(count):
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO raw (body) VALUES (?)", (f"row {i} " * 8,))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed / count * 1e6
+
+
+def raw_postgres_commit(url: str, count: int) -> float:
+    """µs for one INSERT+COMMIT on PostgreSQL (psycopg 3, one connection)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS raw (id BIGSERIAL PRIMARY KEY, body TEXT)")
+        conn.commit()
+        start = time.perf_counter()
+        for i in range(count):
+            conn.execute("INSERT INTO raw (body) VALUES (%s)", (f"row {i} " * 8,))
+            conn.commit()
+        return (time.perf_counter() - start) / count * 1e6
+
+
+# --- flowkit ------------------------------------------------------------------------------
+
+
+def per_step(engine: Engine, flow: Workflow[Any, Any], n: int, runs: int) -> float:
+    """µs per step of complete durable runs of `flow` (n steps), best of 3."""
+    engine.run(flow, 0)
+    samples = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(runs):
+            engine.run(flow, 0)
+        samples.append((time.perf_counter() - start) / runs / n * 1e6)
+    return best(samples)
+
+
+def concurrent_steps_per_second(engine: Engine, flow: Workflow[Any, Any], n: int) -> float:
+    """Steps/s with 16 threads each running `flow` repeatedly."""
+    threads, runs_each = 16, 15
+
+    def work() -> None:
+        for _ in range(runs_each):
+            engine.run(flow, 0)
+
+    engine.run(flow, 0)
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - start
+    return threads * runs_each * n / elapsed
+
+
+def measure_database(label: str, url: str, raw_us: float, quick: bool) -> dict[str, Any]:
+    """Every flowkit figure for one database configuration."""
+    store = (
+        SqlStore(url, synchronous=_sync_of(label)) if url.startswith("sqlite") else SqlStore(url)
+    )
+    store.create_all()
+    engine = Engine(store)
+    budget = 150 if quick else 400  # steps per sample
+    flows = {n: chain(n) for n in (1, 10, 50, 200)}
+    rows = {n: per_step(engine, flows[n], n, max(budget // n, 3)) for n in flows}
+    steps_per_second = concurrent_steps_per_second(engine, flows[10], 10)
+    commits, checkpoints = store.group_stats
+    engine.close()
+    return {
+        "database": label,
+        "raw_commit_us": raw_us,
+        "us_per_step": rows,
+        "ratio_n10": rows[10] / raw_us,
+        "concurrent_steps_per_s": steps_per_second,
+        "commit_limit_per_s": 1e6 / raw_us,
+        "concurrency_gain": steps_per_second / (1e6 / raw_us),
+        "flatness_200_vs_10": rows[200] / rows[10],
+        "checkpoints_per_commit": checkpoints / max(commits, 1),
+    }
+
+
+def _sync_of(label: str) -> Any:
+    return "NORMAL" if "NORMAL" in label else "FULL"
+
+
+@contextmanager
+def scratch_postgres(base_url: str) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for the run (dropped after), or None without a server."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(
+            base_url.replace("postgresql+psycopg://", "postgresql://"),
+            autocommit=True,
+            connect_timeout=3,
+        )
+    except Exception as exc:  # any driver error means "no server here"
+        print(f"(PostgreSQL skipped: {exc})")
+        yield None
+        return
+    name = f"flowkit_bench_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Measure every configuration asked for."""
+    results = []
+    raw_count = 200 if args.quick else 500
+    with tempfile.TemporaryDirectory() as tmp:
+        for sync in ("FULL", "NORMAL"):
+            raw = statistics.median(
+                raw_sqlite_commit(Path(tmp) / f"raw-{sync}-{i}.db", sync, raw_count)
+                for i in range(3)
+            )
+            url = f"sqlite:///{Path(tmp) / f'flowkit-{sync}.db'}"
+            results.append(measure_database(f"SQLite WAL {sync}", url, raw, args.quick))
+    if not args.no_postgres:
+        with scratch_postgres(args.postgres_url) as url:
+            if url is not None:
+                raw = raw_postgres_commit(url, raw_count)
+                results.append(measure_database("PostgreSQL", url, raw, args.quick))
+    return results
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    """The human-readable report."""
+    print(f"flowkit durable runs: CPython {platform.python_version()}, {os.cpu_count()} CPUs\n")
+    head = (
+        f"{'database':<18} {'raw commit':>10} {'N=1':>8} {'N=10':>8} {'N=50':>8} {'N=200':>8}"
+        f" {'N=10/raw':>9} {'16 runs steps/s':>16} {'x commit limit':>15}"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in results:
+        s = r["us_per_step"]
+        print(
+            f"{r['database']:<18} {r['raw_commit_us']:>8.1f}µs {s[1]:>6.1f}µs {s[10]:>6.1f}µs "
+            f"{s[50]:>6.1f}µs {s[200]:>6.1f}µs {r['ratio_n10']:>8.2f}x "
+            f"{r['concurrent_steps_per_s']:>16.0f} {r['concurrency_gain']:>14.2f}x"
+        )
+    print("\nµs per step of whole runs (the run's start and finish spread over its steps).")
+    full = next((r for r in results if r["database"] == "SQLite WAL FULL"), None)
+    if full is not None:
+        print("targets (issue 3, SQLite WAL FULL):")
+        _target("one durable step (N=10) / raw commit", full["ratio_n10"], 1.3, "<=")
+        _target("16 concurrent runs / commit limit", full["concurrency_gain"], 2.0, ">=")
+        _target("per step, 200 vs 10 steps", full["flatness_200_vs_10"], 1.3, "<=")
+
+
+def _target(name: str, value: float, limit: float, op: Callable[..., Any] | str) -> None:
+    met = value <= limit if op == "<=" else value >= limit
+    print(f"  {name:<40} {value:>6.2f}   target {op} {limit:<4g} {'met' if met else 'NOT MET'}")
+
+
+def main() -> int:
+    """Parse arguments, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--quick", action="store_true", help="shorter loops")
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get("FLOWKIT_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    args = parser.parse_args()
+    results = run(args)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
