@@ -100,9 +100,9 @@ class SessionMethods(ModuleCore):
                     data=data, context=context, idempotency_key=key,
                 )  # fmt: skip
                 repo.save_collection(before, after)
+            if session.initiated_at is not None:
+                return session
             record = self._session_input(repo, session, session.id)
-        if session.initiated_at is not None:
-            return session
         return self._initiate(provider, session, record)
 
     def _initiate(

@@ -17,6 +17,10 @@ from payment.service import PaymentModule
 __all__ = ["make_payment_module", "register"]
 
 
+def _default_providers() -> list[PaymentProvider]:
+    return [SystemProvider(), TestProvider()]
+
+
 def make_payment_module(
     database_url: str,
     *,
@@ -41,8 +45,7 @@ def make_payment_module(
     try:
         if create_schema:
             upgrade_schema(engine)
-        defaults: list[PaymentProvider] = [SystemProvider(), TestProvider()]
-        chosen = defaults if providers is None else list(providers)
+        chosen = _default_providers() if providers is None else list(providers)
         return PaymentModule(SqlPaymentStore(engine), chosen)
     except BaseException:
         engine.dispose()

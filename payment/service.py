@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from attrs import frozen
 
@@ -243,7 +243,7 @@ class PaymentModule(CollectionMethods, SessionMethods, PaymentMethods):
         """Release every database connection."""
         self._store.close()
 
-    def __enter__(self) -> PaymentModule:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -355,8 +355,11 @@ class SqlPaymentStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
-        snapshot = engine.execution_options(isolation_level="REPEATABLE READ")
-        self._reader = engine if is_sqlite(engine) else snapshot
+        self._reader = (
+            engine
+            if is_sqlite(engine)
+            else engine.execution_options(isolation_level="REPEATABLE READ")
+        )
 
     @contextmanager
     def read(self) -> Iterator[SqlPaymentRepository]:

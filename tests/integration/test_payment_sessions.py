@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -21,8 +22,11 @@ from payment import (
     PaymentNotAuthorized,
     ProviderDisabled,
     ProviderError,
+    ProviderInput,
     ProviderNotFound,
+    ProviderOutput,
     SessionStatus,
+    TestProvider,
 )
 from payment.testing import authorized_payment, get_test_provider, payment_module
 
@@ -307,3 +311,47 @@ def test_system_provider_authorizes_everything(module: PaymentModule) -> None:
     payment = authorized_payment(module, "12", provider_id="pp_system_default")
     payment = module.capture_payment(payment.id)
     assert payment.captured_amount == Decimal("12.00")
+
+
+class Crash(BaseException):
+    """Stands for the process dying between the gateway's answer and the commit."""
+
+
+class CrashAfterInitiate:
+    """Delegates to a TestProvider but 'dies' once right after initiating a payment."""
+
+    def __init__(self, inner: TestProvider) -> None:
+        self.inner = inner
+        self.id = inner.id
+        self.crashes_left = 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def initiate_payment(self, payment: ProviderInput) -> ProviderOutput:
+        output = self.inner.initiate_payment(payment)
+        if self.crashes_left:
+            self.crashes_left -= 1
+            raise Crash
+        return output
+
+
+def test_retried_create_after_a_crash_reuses_the_session_and_its_key(database_url: str) -> None:
+    """A crash after the gateway initiated leaves the session; the retry with the same
+    idempotency key finishes that session, and the gateway sees one key."""
+    gateway = TestProvider()
+    with payment_module(database_url, providers=[CrashAfterInitiate(gateway)]) as module:
+        collection = module.create_payment_collection("usd", "10")
+        with pytest.raises(Crash):
+            module.create_payment_session(
+                collection.id, "pp_test", "usd", "10", idempotency_key="s#0"
+            )
+        (left,) = module.list_payment_sessions()
+        assert left.initiated_at is None
+        session = module.create_payment_session(
+            collection.id, "pp_test", "usd", "10", idempotency_key="s#0"
+        )
+        assert session.id == left.id
+        assert session.initiated_at is not None
+        keys = [c.idempotency_key for c in gateway.calls_to("initiate_payment")]
+        assert keys == [session.id, session.id]
