@@ -57,7 +57,8 @@ class RedactSecrets:
     A key matches when, lower-cased with `-` read as `_`, it equals a configured key or ends
     with `_` and one (`stripe_api_key`, `X-Authorization`, `client_secret`). Values under
     matching keys are replaced with `REDACTED` in the event and in every dict, list and tuple
-    inside it; the application's own objects are never modified (containers are copied).
+    inside it, and in attrs instances that have such fields (they are then logged as dicts);
+    the application's own objects are never modified (containers are copied).
 
     Args:
         keys: The secret key names.
@@ -90,8 +91,15 @@ class RedactSecrets:
             return value
         if isinstance(value, Mapping):
             return {k: self._redact(k, v, depth + 1) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return type(value)(self._redact(None, v, depth + 1) for v in value)
+        if isinstance(value, list):
+            return [self._redact(None, v, depth + 1) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._redact(None, v, depth + 1) for v in value)
+        if attrs.has(type(value)) and any(
+            self.is_secret(a.name) for a in attrs.fields(type(value))
+        ):
+            # rendered as its fields, so the secret ones can be hidden
+            return self._redact(key, attrs.asdict(value, recurse=False), depth)
         return value
 
 
