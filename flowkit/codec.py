@@ -10,6 +10,7 @@ value decodes to exactly what was encoded even where no type annotation says wha
     UUID                    {"$uuid": "..."}
     tuple / set / frozenset {"$tuple": [...]} / {"$set": [...]} / {"$frozenset": [...]}
     dict with other keys    {"$map": [[key, value], ...]}
+    other Mapping           as a dict (an attrs converter may turn it back into its type)
     Enum member             {"$enum": "module:Class", "value": ...}
     attrs / dataclass       {"$type": "module:Class", "fields": {...}}
 
@@ -26,7 +27,7 @@ import importlib
 import json
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -112,6 +113,8 @@ class Codec:
             return self._encode_object(value, names)
         if dataclasses.is_dataclass(value):
             return self._encode_object(value, [f.name for f in dataclasses.fields(value)])
+        if isinstance(value, Mapping):  # read-only mappings: stored, and read back, as dicts
+            return self._encode_dict(dict(value))
         raise NotSerializable(
             _qualname(cls), "a value", "not a JSON type, attrs class or dataclass"
         )
