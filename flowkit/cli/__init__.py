@@ -1,0 +1,49 @@
+"""The `flowkit` command line (click, with rich tables).
+
+Read-only commands need only the database (`--database-url`, `FLOWKIT_DATABASE_URL`, default
+`DEFAULT_DATABASE_URL`)::
+
+    flowkit runs list [--status S] [--workflow W] [--since 1h] [--limit N] [--json]
+    flowkit runs show TRANSACTION_ID [--json]
+    flowkit purge [--older-than 7d]
+    flowkit graph MODULE:WORKFLOW [--format mermaid|dot]
+
+Commands that run workflow code load your engine from `--app MODULE:ATTR` (an `Engine`, or a
+callable returning one)::
+
+    flowkit recover --app myapp.flows:engine
+    flowkit signal TRANSACTION_ID STEP (--success|--failure) [--data JSON] --app ...
+    flowkit cancel TRANSACTION_ID --app ...
+
+Errors print one line on stderr: exit code 1 for flowkit's errors (unknown run, unusable
+database), 2 for unusable values on the command line (as click does for usage errors).
+
+A new command that runs code takes the shared option and opens the engine for its duration::
+
+    @cli.command()
+    @app_option
+    def worker(app: str) -> None:
+        with open_app_engine(app) as engine:
+            ...
+"""
+
+from __future__ import annotations
+
+from flowkit.cli._commands import cli
+from flowkit.cli._loading import open_app_engine, open_read_engine
+from flowkit.cli._options import DEFAULT_DATABASE_URL, app_option, database_option
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "app_option",
+    "cli",
+    "database_option",
+    "main",
+    "open_app_engine",
+    "open_read_engine",
+]
+
+
+def main() -> None:
+    """The `flowkit` console script."""
+    cli(prog_name="flowkit")

@@ -1,0 +1,207 @@
+"""The `flowkit` command group and its commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+from rich.console import Console
+
+from flowkit.cli._loading import load_workflow, open_app_engine, open_read_engine
+from flowkit.cli._options import (
+    app_option,
+    app_value,
+    database_option,
+    duration_value,
+    json_option,
+    json_value,
+    search_path,
+    since_value,
+)
+from flowkit.cli._reading import list_runs, read_run
+from flowkit.cli._render import dumps, print_result, print_run, print_runs, run_json
+from flowkit.exceptions import FlowkitError
+from flowkit.state import TransactionState
+
+__all__ = ["cli"]
+
+_SIGNAL_FAILURE = "failed by `flowkit signal`"
+
+
+class FlowkitGroup(click.Group):
+    """A group that turns flowkit's errors into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a `FlowkitError` or a database error becomes a `ClickException`."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return super().invoke(ctx)
+        except FlowkitError as exc:
+            raise click.ClickException(str(exc)) from None
+        except SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise click.ClickException(f"database error: {first}") from None
+
+
+def _console() -> Console:
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 240  # piped output: never cut ids to fit 80 columns
+    return console
+
+
+@click.group(cls=FlowkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flowkit")
+@click.option(
+    "--app-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to import your modules (and the classes of stored values) from.",
+)
+@click.pass_context
+def cli(ctx: click.Context, app_dir: str) -> None:
+    """Inspect and operate flowkit's durable runs."""
+    ctx.with_resource(search_path(app_dir))
+
+
+@cli.group()
+def runs() -> None:
+    """Read stored runs (needs only the database)."""
+
+
+@runs.command("list")
+@click.option(
+    "--status", type=click.Choice([s.value for s in TransactionState], case_sensitive=False)
+)
+@click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
+@click.option(
+    "--since",
+    callback=since_value,
+    metavar="ISO|DURATION",
+    help="Created since: an ISO 8601 datetime (UTC) or a duration ago (30m, 1h, 2d).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
+@database_option
+def runs_list(
+    status: str | None,
+    workflow: str | None,
+    since: datetime | None,
+    limit: int,
+    as_json: bool,
+    database_url: str,
+) -> None:
+    """List runs, newest first."""
+    with open_read_engine(database_url) as engine:
+        records, note = list_runs(engine, status, workflow, since, limit)
+    _note(note)
+    if as_json:
+        click.echo(dumps([run_json(r) for r in records]))
+    else:
+        print_runs(_console(), records, limit)
+
+
+@runs.command("show")
+@click.argument("transaction_id")
+@json_option
+@database_option
+def runs_show(transaction_id: str, as_json: bool, database_url: str) -> None:
+    """Show one run: its status, errors and step timeline."""
+    with open_read_engine(database_url) as engine:
+        view = read_run(engine, transaction_id)
+    _note(view.note)
+    if as_json:
+        click.echo(dumps(run_json(view.record, view.steps)))
+    else:
+        print_run(_console(), view)
+
+
+@cli.command()
+@click.option(
+    "--older-than",
+    callback=duration_value,
+    metavar="DURATION",
+    help="Age of the runs to delete, like 7d or 12h (default: the engine's retention, 7d).",
+)
+@database_option
+def purge(older_than: timedelta | None, database_url: str) -> None:
+    """Delete finished runs (done, reverted, failed) last updated before the cut-off."""
+    with open_read_engine(database_url) as engine:
+        count = engine.purge(older_than)
+    click.echo(f"purged {count} finished run{'' if count == 1 else 's'}")
+
+
+@cli.command()
+@click.argument("workflow", metavar="MODULE:WORKFLOW", callback=app_value)
+@click.option(
+    "--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True
+)
+def graph(workflow: str, fmt: str) -> None:
+    """Print a workflow's graph as Mermaid or Graphviz text."""
+    found = load_workflow(workflow)
+    click.echo(found.to_mermaid() if fmt == "mermaid" else found.graph().to_dot(), nl=False)
+
+
+@cli.command()
+@app_option
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+def recover(app: str, limit: int) -> None:
+    """Finish runs whose engine died (their lease expired)."""
+    console = _console()
+    with open_app_engine(app) as engine:
+        report = engine.recover(limit=limit)
+    for result in report:
+        print_result(console, result)
+    for skipped in report.skipped:
+        console.print(f"skipped {skipped.transaction_id} ({skipped.workflow}): {skipped.reason}")
+    click.echo(f"recovered {len(report)} run{'' if len(report) == 1 else 's'}")
+
+
+@cli.command()
+@click.argument("transaction_id")
+@click.argument("step")
+@click.option("--success", "outcome", flag_value="success", help="The step succeeded.")
+@click.option("--failure", "outcome", flag_value="failure", help="The step failed.")
+@click.option(
+    "--data",
+    callback=json_value,
+    metavar="JSON",
+    help="With --success the step's output; with --failure the error message.",
+)
+@app_option
+def signal(transaction_id: str, step: str, outcome: str | None, data: Any, app: str) -> None:
+    """Finish a step that waits for a signal (async_completion), and continue its run."""
+    if outcome is None:
+        raise click.UsageError("give --success or --failure")
+    with open_app_engine(app) as engine:
+        if outcome == "success":
+            result = engine.set_step_success(transaction_id, step, data)
+        else:
+            result = engine.set_step_failure(transaction_id, step, _failure_message(data))
+    print_result(_console(), result)
+
+
+def _failure_message(data: Any) -> str:
+    if data is None:
+        return _SIGNAL_FAILURE
+    return data if isinstance(data, str) else json.dumps(data)
+
+
+@cli.command()
+@click.argument("transaction_id")
+@app_option
+def cancel(transaction_id: str, app: str) -> None:
+    """Compensate a done or waiting run."""
+    with open_app_engine(app) as engine:
+        result = engine.cancel(transaction_id)
+    print_result(_console(), result)
+
+
+def _note(note: str | None) -> None:
+    if note is not None:
+        click.echo(f"note: {note}", err=True)

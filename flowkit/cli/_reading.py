@@ -1,0 +1,185 @@
+"""What the read-only commands show: runs, and a run's step timeline.
+
+Runs are read through `Engine.get` and `Engine.list`, which rebuild stored values (inputs,
+outputs) by importing their classes. When this process cannot (the CLI runs outside the
+project, a class was renamed), the values are shown as stored, in tagged JSON, with a note.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from attrs import frozen
+
+from flowkit.durable import decode_errors, step_records
+from flowkit.engine import Engine
+from flowkit.exceptions import FlowkitError, RunNotFound
+from flowkit.state import RunRecord, StepError, StepRecord, StepState, TransactionState
+from flowkit.store import StoredRun, StoredStep
+
+__all__ = ["RunView", "StepLine", "list_runs", "read_run"]
+
+COMPENSATION_STATES = frozenset(
+    {StepState.COMPENSATING, StepState.REVERTED, StepState.COMPENSATION_FAILED}
+)
+
+
+@frozen
+class StepLine:
+    """One step of a run's timeline.
+
+    Attributes:
+        name: The step's name (`"child/step"` inside a nested workflow).
+        state: What its invoke came to (`done`, `failed`, `waiting`...), None if unknown.
+        attempts: How many times its invoke function was called.
+        started_at: When its first attempt started.
+        ended_at: When its invoke finished.
+        error: The invoke's error, if any.
+        compensation: The compensation's state (`reverted`, `compensation_failed`...), or None.
+        compensated_at: When the compensation finished.
+        compensation_error: The compensation's error, if any.
+    """
+
+    name: str
+    state: StepState | None
+    attempts: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    error: StepError | None = None
+    compensation: StepState | None = None
+    compensated_at: datetime | None = None
+    compensation_error: StepError | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the invoke took, when both ends are known."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+@frozen
+class RunView:
+    """A run as `runs show` prints it.
+
+    Attributes:
+        record: The run, as the engine reads it.
+        steps: Its timeline, in start order.
+        note: Why its values are shown as stored JSON, or None.
+    """
+
+    record: RunRecord
+    steps: tuple[StepLine, ...]
+    note: str | None = None
+
+
+def read_run(engine: Engine, transaction_id: str) -> RunView:
+    """The run `transaction_id` with its timeline.
+
+    Raises:
+        RunNotFound: no run has that id.
+    """
+    note = None
+    try:
+        record = engine.get(transaction_id)
+    except FlowkitError:
+        raise
+    except Exception as exc:  # a stored value this process cannot rebuild
+        record, note = None, _note(exc)
+    loaded = engine.store.load(transaction_id)
+    if loaded is None:
+        raise RunNotFound(transaction_id)
+    stored, rows = loaded
+    if record is None:
+        record = _raw_record(stored, step_records(rows))
+    return RunView(record, timeline(record, _invoke_states(rows)), note)
+
+
+def list_runs(
+    engine: Engine,
+    status: str | None,
+    workflow: str | None,
+    since: datetime | None,
+    limit: int,
+) -> tuple[list[RunRecord], str | None]:
+    """Runs newest first, and a note when their values are shown as stored JSON."""
+    try:
+        return engine.list(status, workflow, since=since, limit=limit), None
+    except FlowkitError:
+        raise
+    except Exception as exc:  # a stored value this process cannot rebuild
+        timestamp = since.timestamp() if since is not None else None
+        rows = engine.store.list_runs(status, workflow, timestamp, limit)
+        return [_raw_record(row, {}) for row in rows], _note(exc)
+
+
+def timeline(record: RunRecord, invoke_states: Mapping[str, StepState]) -> tuple[StepLine, ...]:
+    """The steps of `record` in start order (steps that never started last)."""
+    lines = [_line(step, invoke_states, record.errors) for step in record.steps.values()]
+    never = datetime.max.replace(tzinfo=UTC)
+    return tuple(sorted(lines, key=lambda line: line.started_at or never))
+
+
+def _line(
+    step: StepRecord, invoke_states: Mapping[str, StepState], errors: Sequence[StepError]
+) -> StepLine:
+    compensated = step.state in COMPENSATION_STATES
+    state = invoke_states.get(step.name, None if compensated else step.state)
+    return StepLine(
+        name=step.name,
+        state=state,
+        attempts=step.attempts,
+        started_at=step.started_at,
+        ended_at=step.ended_at,
+        error=_last_error(errors, step.name, "invoke"),
+        compensation=step.state if compensated else None,
+        compensated_at=step.compensated_at,
+        compensation_error=_last_error(errors, step.name, "compensate"),
+    )
+
+
+def _last_error(errors: Sequence[StepError], step: str, action: str) -> StepError | None:
+    found = [e for e in errors if e.step == step and e.action == action]
+    return found[-1] if found else None
+
+
+def _invoke_states(rows: Sequence[StoredStep]) -> dict[str, StepState]:
+    """The latest invoke state of each step (a step record keeps only the latest of all)."""
+    return {row.step: StepState(row.status) for row in rows if row.action == "invoke"}
+
+
+def _raw_record(stored: StoredRun, steps: Mapping[str, StepRecord]) -> RunRecord:
+    """A record whose input and output are left as stored (tagged JSON)."""
+    return RunRecord(
+        transaction_id=stored.transaction_id,
+        workflow=stored.workflow,
+        status=TransactionState(stored.status),
+        input=_json(stored.input),
+        output=_json(stored.output),
+        errors=tuple(decode_errors(stored.errors)),
+        steps=steps,
+        owner=stored.owner,
+        lease_expires_at=_datetime(stored.lease_expires_at),
+        created_at=_datetime(stored.created_at) or datetime.fromtimestamp(0, UTC),
+        updated_at=_datetime(stored.updated_at) or datetime.fromtimestamp(0, UTC),
+        queue=stored.queue,
+    )
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _datetime(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def _note(exc: Exception) -> str:
+    return (
+        "inputs and outputs are shown as stored (tagged JSON): this process cannot rebuild "
+        f"them ({type(exc).__name__}: {exc}); run from your project's directory or pass "
+        "--app-dir"
+    )

@@ -1,0 +1,265 @@
+"""Rendering runs: JSON with stable keys for scripts, rich tables for people."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+import attrs
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from flowkit.cli._reading import RunView, StepLine
+from flowkit.state import RunRecord, RunResult, StepError
+
+__all__ = [
+    "dumps",
+    "jsonable",
+    "print_result",
+    "print_run",
+    "print_runs",
+    "run_json",
+    "step_json",
+]
+
+_STYLES = {
+    "done": "green",
+    "reverted": "yellow",
+    "failed": "bold red",
+    "timeout": "red",
+    "compensation_failed": "bold red",
+    "waiting": "cyan",
+    "invoking": "blue",
+    "compensating": "magenta",
+    "queued": "cyan",
+    "skipped": "dim",
+    "skipped_failure": "dim",
+}
+_NONE = Text("-", style="dim")
+
+# --- JSON -----------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-ready copy of a stored value: datetimes in ISO 8601, Decimal and UUID as strings,
+    attrs classes and dataclasses as objects of their fields, sets as sorted lists."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(jsonable(k)): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((jsonable(v) for v in value), key=repr)
+    return _jsonable_scalar(value)
+
+
+def _jsonable_scalar(value: Any) -> Any:
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if attrs.has(type(value)):
+        return {a.name: jsonable(getattr(value, a.name)) for a in attrs.fields(type(value))}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return str(value)
+
+
+def run_json(record: RunRecord, steps: Iterable[StepLine] | None = None) -> dict[str, Any]:
+    """A run as JSON (`steps` only when given: `runs list` leaves them out)."""
+    data: dict[str, Any] = {
+        "transaction_id": record.transaction_id,
+        "workflow": record.workflow,
+        "status": record.status.value,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "owner": record.owner,
+        "lease_expires_at": _iso(record.lease_expires_at),
+        "queue": record.queue,
+        "input": jsonable(record.input),
+        "output": jsonable(record.output),
+        "errors": [error_json(e) for e in record.errors],
+    }
+    if steps is not None:
+        data["steps"] = [step_json(s) for s in steps]
+    return data
+
+
+def step_json(line: StepLine) -> dict[str, Any]:
+    """One timeline step as JSON."""
+    compensation = None
+    if line.compensation is not None:
+        compensation = {
+            "state": line.compensation.value,
+            "at": _iso(line.compensated_at),
+            "error": _short_error_json(line.compensation_error),
+        }
+    return {
+        "step": line.name,
+        "state": line.state.value if line.state is not None else None,
+        "attempts": line.attempts,
+        "started_at": _iso(line.started_at),
+        "ended_at": _iso(line.ended_at),
+        "duration_seconds": line.duration,
+        "error": _short_error_json(line.error),
+        "compensation": compensation,
+    }
+
+
+def error_json(error: StepError) -> dict[str, Any]:
+    """One recorded error as JSON."""
+    return {
+        "step": error.step,
+        "action": error.action,
+        "type": error.type_name,
+        "message": error.message,
+        "fatal": error.fatal,
+    }
+
+
+def _short_error_json(error: StepError | None) -> dict[str, str] | None:
+    return None if error is None else {"type": error.type_name, "message": error.message}
+
+
+def dumps(data: Any) -> str:
+    """Indented JSON text, keys in the order given."""
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def print_runs(console: Console, records: list[RunRecord], limit: int) -> None:
+    """A table of runs, newest first."""
+    if not records:
+        console.print("no runs found")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for title in ("transaction id", "workflow", "status", "created (UTC)", "updated (UTC)"):
+        table.add_column(title, no_wrap=True)
+    table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=60)
+    for record in records:
+        table.add_row(
+            record.transaction_id,
+            record.workflow,
+            _state(record.status.value),
+            _when(record.created_at),
+            _when(record.updated_at),
+            _first_error(record.errors),
+        )
+    console.print(table)
+    if len(records) == limit:
+        console.print(f"[dim]showing the newest {limit} runs: --limit for more[/dim]")
+
+
+def print_run(console: Console, view: RunView) -> None:
+    """A run's header, its step timeline and its errors."""
+    record = view.record
+    console.print(
+        Text.assemble(
+            ("run ", "bold"),
+            (record.transaction_id, "bold"),
+            f"  {record.workflow}  ",
+            _state(record.status.value),
+        )
+    )
+    console.print(f"created {_when(record.created_at)}  updated {_when(record.updated_at)} (UTC)")
+    if record.owner is not None:
+        console.print(f"owner {record.owner} until {_when(record.lease_expires_at)}")
+    console.print(_timeline(view.steps) if view.steps else "no step has finished yet")
+    for error in record.errors:
+        console.print(
+            f"[red]{error.action} error[/red] in {error.step}: {error.type_name}: {error.message}",
+            markup=True,
+            highlight=False,
+        )
+
+
+def _timeline(steps: Iterable[StepLine]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
+    for title in ("step", "state", "attempts", "started", "duration"):
+        table.add_column(title, no_wrap=True, justify="right" if title == "attempts" else "left")
+    table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=40)
+    table.add_column("compensation", no_wrap=True)
+    for line in steps:
+        table.add_row(
+            line.name,
+            _state(line.state.value) if line.state is not None else _NONE,
+            str(line.attempts),
+            _clock(line.started_at),
+            _duration(line.duration),
+            _short_error(line.error),
+            _compensation(line),
+        )
+    return table
+
+
+def print_result(console: Console, result: RunResult[Any]) -> None:
+    """One line: where a run stands after a command moved it on."""
+    console.print(
+        Text.assemble(
+            "run ",
+            (result.transaction_id, "bold"),
+            f" ({result.workflow}) is now ",
+            _state(result.status.value),
+        )
+    )
+
+
+def _compensation(line: StepLine) -> Text:
+    if line.compensation is None:
+        return _NONE
+    text = Text.assemble(_state(line.compensation.value), " ", _clock(line.compensated_at))
+    if line.compensation_error is not None:
+        text.append("  ").append(_short_error(line.compensation_error))
+    return text
+
+
+def _state(value: str) -> Text:
+    return Text(value, style=_STYLES.get(value, ""))
+
+
+def _first_error(errors: Iterable[StepError]) -> Text:
+    for error in errors:
+        if error.fatal:
+            return Text(f"{error.step}: ").append(_short_error(error))
+    return _NONE
+
+
+def _short_error(error: StepError | None) -> Text:
+    if error is None:
+        return _NONE
+    return Text(f"{error.type_name.rsplit('.', 1)[-1]}: {error.message}", style="red")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _clock(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%H:%M:%S.%f")[:-3]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
