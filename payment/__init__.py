@@ -7,6 +7,7 @@ Build it with `make_payment_module` and register it with `register`.
 
 from payment._collections import NewPaymentCollection
 from payment.bootstrap import make_payment_module, register
+from payment.cart import Cart, CartService
 from payment.domain import (
     AccountHolder,
     Capture,
@@ -67,7 +68,9 @@ __all__ = [
     "AmountInput",
     "Capture",
     "CaptureExceedsAuthorized",
+    "Cart",
     "CartNotEligible",
+    "CartService",
     "CollectionStatus",
     "FrozenJson",
     "InvalidAmount",

@@ -6,17 +6,23 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
+from attrs import evolve
+
 from payment.bootstrap import make_payment_module
+from payment.cart import Cart
 from payment.domain import Payment
-from payment.money import AmountInput
+from payment.exceptions import CartNotEligible
+from payment.money import AmountInput, to_amount
 from payment.providers import PaymentProvider, TestProvider
 from payment.service import PaymentModule
 
-__all__ = ["authorized_payment", "get_test_provider", "payment_module"]
+__all__ = ["InMemoryCartService", "authorized_payment", "get_test_provider", "payment_module"]
 
 
 @contextmanager
@@ -77,3 +83,44 @@ def authorized_payment(
     if payment is None:
         raise AssertionError(f"session {session.id} is pending authorization")
     return payment
+
+
+class InMemoryCartService:
+    """A `CartService` over a dict, for tests: add carts, complete them, nothing else.
+
+    Thread-safe (parallel steps may read it).
+    """
+
+    def __init__(self) -> None:
+        self._carts: dict[str, Cart] = {}
+        self._lock = threading.Lock()
+
+    def add_cart(self, cart_id: str, total: AmountInput, currency_code: str) -> Cart:
+        """Add (or replace) an open cart and return it."""
+        cart = Cart(cart_id, to_amount(total, currency_code), currency_code)
+        with self._lock:
+            self._carts[cart_id] = cart
+        return cart
+
+    def complete_cart(self, cart_id: str) -> Cart:
+        """Mark a cart completed (it can no longer be paid).
+
+        Raises:
+            CartNotEligible: unknown cart.
+        """
+        with self._lock:
+            cart = self.retrieve_cart(cart_id)
+            done = evolve(cart, completed_at=datetime.now(UTC))
+            self._carts[cart_id] = done
+            return done
+
+    def retrieve_cart(self, cart_id: str) -> Cart:
+        """The cart.
+
+        Raises:
+            CartNotEligible: unknown cart.
+        """
+        found = self._carts.get(cart_id)
+        if found is None:
+            raise CartNotEligible(cart_id, f"Cart {cart_id} does not exist")
+        return found

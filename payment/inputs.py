@@ -1,0 +1,168 @@
+"""The inputs and outputs of the payment steps and workflows (attrs classes, storable).
+
+Each workflow also accepts a mapping with the same keys; `as_input` converts it at the boundary
+and refuses unknown or missing keys with `InvalidData`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import attrs
+from attrs import field, frozen
+
+from payment.domain import Payment
+from payment.exceptions import InvalidData
+
+__all__ = [
+    "AuthorizationAttempt",
+    "AuthorizePaymentSessionInput",
+    "CancelPaymentCollectionInput",
+    "CapturePaymentInput",
+    "CreatePaymentCollectionForCartInput",
+    "CreatePaymentSessionsInput",
+    "MarkPaymentCollectionAsPaidInput",
+    "RefundOutcome",
+    "RefundPaymentInput",
+    "SessionSpec",
+    "as_input",
+]
+
+T = TypeVar("T")
+
+
+def _json(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict(value or {})
+
+
+@frozen
+class CreatePaymentCollectionForCartInput:
+    """Input of `create_payment_collection_for_cart_workflow`."""
+
+    cart_id: str
+
+
+@frozen
+class CreatePaymentSessionsInput:
+    """Input of `create_payment_sessions_workflow`: the provider and what it should see."""
+
+    payment_collection_id: str
+    provider_id: str
+    data: dict[str, Any] = field(factory=dict, converter=_json)
+    context: dict[str, Any] = field(factory=dict, converter=_json)
+
+
+@frozen
+class AuthorizePaymentSessionInput:
+    """Input of `authorize_payment_session_step`: the session id and extra provider context."""
+
+    id: str
+    context: dict[str, Any] = field(factory=dict, converter=_json)
+
+
+@frozen
+class CapturePaymentInput:
+    """Input of `capture_payment_workflow` (amount None: everything left)."""
+
+    payment_id: str
+    amount: Decimal | int | str | None = None
+    captured_by: str | None = None
+
+
+@frozen
+class RefundPaymentInput:
+    """Input of `refund_payment_workflow` (amount None: everything captured and not refunded)."""
+
+    payment_id: str
+    amount: Decimal | int | str | None = None
+    reason_id: str | None = None
+    note: str | None = None
+
+
+@frozen
+class CancelPaymentCollectionInput:
+    """Input of `cancel_payment_collection_workflow`."""
+
+    payment_collection_id: str
+
+
+@frozen
+class MarkPaymentCollectionAsPaidInput:
+    """Input of `mark_payment_collection_as_paid_workflow`."""
+
+    payment_collection_id: str
+    captured_by: str | None = None
+
+
+@frozen
+class SessionSpec:
+    """What it takes to create a session again (compensation of a deletion)."""
+
+    payment_collection_id: str
+    provider_id: str
+    currency_code: str
+    amount: Decimal
+    data: dict[str, Any] = field(factory=dict, converter=_json)
+    context: dict[str, Any] = field(factory=dict, converter=_json)
+
+
+@frozen
+class AuthorizationAttempt:
+    """The first authorization of a session in an accept-payment flow.
+
+    Attributes:
+        session_id: The session.
+        payment: The payment when the provider authorized at once.
+        waiting_for: `"customer"` (3-D Secure and the like: `action` says what to do) or
+            `"provider"` (an answer comes by webhook); None when authorized.
+        action: What the customer must do (the provider's next action).
+    """
+
+    session_id: str
+    payment: Payment | None = None
+    waiting_for: str | None = None
+    action: dict[str, Any] = field(factory=dict, converter=_json)
+
+
+@frozen
+class RefundOutcome:
+    """One item of `refund_payments_workflow`'s result.
+
+    Attributes:
+        payment_id: The payment.
+        payment: The payment after the refund (None when it failed).
+        error_type: The error's class name when it failed.
+        error: The error's message when it failed.
+    """
+
+    payment_id: str
+    payment: Payment | None = None
+    error_type: str | None = None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """True when the refund was made."""
+        return self.error is None
+
+
+def as_input(value: Any, kind: type[T]) -> T:
+    """`value` as an instance of the attrs class `kind` (a mapping is converted).
+
+    Raises:
+        InvalidData: a mapping with unknown or missing keys, or a value of another type.
+    """
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidData(kind.__name__, f"expected a {kind.__name__} or a mapping")
+    names = {a.alias or a.name for a in attrs.fields(kind)}  # type: ignore[arg-type]
+    unknown = sorted(set(value) - names)
+    if unknown:
+        raise InvalidData(kind.__name__, f"unknown keys {unknown}")
+    try:
+        return kind(**value)
+    except TypeError as exc:
+        raise InvalidData(kind.__name__, str(exc)) from None
