@@ -48,7 +48,8 @@ class FlowkitGroup(click.Group):
 
 
 def _console() -> Console:
-    console = Console(highlight=False, soft_wrap=False)
+    # names and messages are data: no markup, emoji codes or highlighting in them
+    console = Console(markup=False, emoji=False, highlight=False, soft_wrap=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 240  # piped output: never cut ids to fit 80 columns
     return console

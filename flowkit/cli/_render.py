@@ -148,21 +148,20 @@ def print_runs(console: Console, records: list[RunRecord], limit: int) -> None:
         console.print("no runs found")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for title in ("transaction id", "workflow", "status", "created (UTC)", "updated (UTC)"):
+    for title in ("transaction id", "workflow", "status", "created (UTC)"):
         table.add_column(title, no_wrap=True)
-    table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=60)
+    table.add_column("error", overflow="fold", min_width=16, max_width=60)  # the one that wraps
     for record in records:
         table.add_row(
             record.transaction_id,
             record.workflow,
             _state(record.status.value),
             _when(record.created_at),
-            _when(record.updated_at),
             _first_error(record.errors),
         )
     console.print(table)
     if len(records) == limit:
-        console.print(f"[dim]showing the newest {limit} runs: --limit for more[/dim]")
+        console.print(Text(f"showing the newest {limit} runs: --limit for more", style="dim"))
 
 
 def print_run(console: Console, view: RunView) -> None:
@@ -179,12 +178,17 @@ def print_run(console: Console, view: RunView) -> None:
     console.print(f"created {_when(record.created_at)}  updated {_when(record.updated_at)} (UTC)")
     if record.owner is not None:
         console.print(f"owner {record.owner} until {_when(record.lease_expires_at)}")
+    for label, value in (("input", record.input), ("output", record.output)):
+        if value is not None:
+            line = f"{label} {json.dumps(jsonable(value), ensure_ascii=False)}"
+            console.print(line, overflow="ellipsis", no_wrap=True)
     console.print(_timeline(view.steps) if view.steps else "no step has finished yet")
     for error in record.errors:
         console.print(
-            f"[red]{error.action} error[/red] in {error.step}: {error.type_name}: {error.message}",
-            markup=True,
-            highlight=False,
+            Text.assemble(
+                (f"{error.action} error", "red"),
+                f" in {error.step}: {error.type_name}: {error.message}",
+            )
         )
 
 
@@ -192,8 +196,8 @@ def _timeline(steps: Iterable[StepLine]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
     for title in ("step", "state", "attempts", "started", "duration"):
         table.add_column(title, no_wrap=True, justify="right" if title == "attempts" else "left")
-    table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=40)
-    table.add_column("compensation", no_wrap=True)
+    table.add_column("error", overflow="fold", min_width=12, max_width=48)  # wraps when narrow
+    table.add_column("compensation", overflow="fold", min_width=12)
     for line in steps:
         table.add_row(
             line.name,

@@ -49,7 +49,8 @@ def release(reservation: str | None, ctx: StepContext) -> None:
 def charge(order: Order, ctx: StepContext) -> dict[str, Any]:
     """Charge the card, once retried; declines when the order says so."""
     if order.fail_at == "charge":
-        raise CardDeclined(f"card declined for {order.order_id}")
+        # brackets and colons as a provider might send them: they must print as they are
+        raise CardDeclined(f"{order.order_id} declined [do_not_honor] :x:")
     return {"charged": order.amount}
 
 

@@ -50,7 +50,7 @@ def test_list_shows_every_run_newest_first(db: str) -> None:
         [REVERTED, "checkout", "reverted"],
         [DONE, "checkout", "done"],
     ]
-    assert "charge: CardDeclined: card declined for o-2" in result.stdout
+    assert "charge: CardDeclined: o-2 declined [do_not_honor] :x:" in result.stdout
 
 
 def test_list_filters_by_status_and_workflow(db: str) -> None:
@@ -125,13 +125,15 @@ def test_show_prints_a_timeline_with_compensations(db: str) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["run", REVERTED, "checkout", "reverted"]
+    assert 'input {"order_id": "o-2", "amount": "99.00", "fail_at": "charge"}' in lines
     reserve = next(line for line in lines if line.startswith("reserve"))
     charge = next(line for line in lines if line.startswith("charge"))
     assert reserve.split()[1:3] == ["done", "1"]
     assert "reverted" in reserve
     assert charge.split()[1:3] == ["failed", "2"]
-    assert "CardDeclined: card declined for o-2" in charge
-    assert "invoke error in charge: cli_app.CardDeclined: card declined for o-2" in lines
+    assert "CardDeclined: o-2 declined [do_not_honor] :x:" in charge
+    message = "o-2 declined [do_not_honor] :x:"
+    assert f"invoke error in charge: cli_app.CardDeclined: {message}" in lines
 
 
 def test_show_json_has_the_timeline(db: str) -> None:
@@ -141,7 +143,8 @@ def test_show_json_has_the_timeline(db: str) -> None:
     assert list(steps) == ["reserve", "charge"]
     charge = steps["charge"]
     assert (charge["state"], charge["attempts"]) == ("failed", 2)
-    assert charge["error"] == {"type": "cli_app.CardDeclined", "message": "card declined for o-2"}
+    message = "o-2 declined [do_not_honor] :x:"
+    assert charge["error"] == {"type": "cli_app.CardDeclined", "message": message}
     assert charge["compensation"]["state"] == "reverted"
     assert datetime.fromisoformat(charge["compensation"]["at"]) >= datetime.fromisoformat(
         charge["ended_at"]
