@@ -131,7 +131,11 @@ def runs_show(transaction_id: str, as_json: bool, database_url: str) -> None:
 )
 @database_option
 def purge(older_than: timedelta | None, database_url: str) -> None:
-    """Delete finished runs (done, reverted, failed) last updated before the cut-off."""
+    """Delete finished runs older than a cut-off.
+
+    Only done, reverted and failed runs last updated before the cut-off are deleted; their
+    transaction ids are then new again.
+    """
     with open_read_engine(database_url) as engine:
         count = engine.purge(older_than)
     click.echo(f"purged {count} finished run{'' if count == 1 else 's'}")
@@ -176,7 +180,11 @@ def recover(app: str, limit: int) -> None:
 )
 @app_option
 def signal(transaction_id: str, step: str, outcome: str | None, data: Any, app: str) -> None:
-    """Finish a step that waits for a signal (async_completion), and continue its run."""
+    """Finish a waiting step and continue its run.
+
+    STEP is an `async_completion` step; the run goes on (--success) or is compensated
+    (--failure).
+    """
     if outcome is None:
         raise click.UsageError("give --success or --failure")
     with open_app_engine(app) as engine:
