@@ -6,7 +6,7 @@ import dataclasses
 import enum
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -192,22 +192,30 @@ def print_run(console: Console, view: RunView) -> None:
         )
 
 
-def _timeline(steps: Iterable[StepLine]) -> Table:
+def _timeline(steps: Sequence[StepLine]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, show_edge=False)
-    for title in ("step", "state", "attempts", "started", "duration"):
+    # narrow terminals wrap the error and compensation columns first, long step names last
+    longest = max(len(line.name) for line in steps)
+    table.add_column("step", overflow="fold", min_width=min(longest, 40))
+    for title in ("state", "attempts", "started", "duration"):
         table.add_column(title, no_wrap=True, justify="right" if title == "attempts" else "left")
-    table.add_column("error", overflow="fold", min_width=12, max_width=48)  # wraps when narrow
-    table.add_column("compensation", overflow="fold", min_width=12)
+    errors = any(line.error is not None for line in steps)
+    compensations = any(line.compensation is not None for line in steps)
+    if errors:
+        table.add_column("error", overflow="fold", min_width=12, max_width=48)
+    if compensations:
+        table.add_column("compensation", overflow="fold", min_width=12)
     for line in steps:
-        table.add_row(
+        cells: list[str | Text] = [
             line.name,
             _state(line.state.value) if line.state is not None else _NONE,
             str(line.attempts),
             _clock(line.started_at),
             _duration(line.duration),
-            _short_error(line.error),
-            _compensation(line),
-        )
+        ]
+        cells += [_short_error(line.error)] if errors else []
+        cells += [_compensation(line)] if compensations else []
+        table.add_row(*cells)
     return table
 
 

@@ -136,6 +136,18 @@ def test_show_prints_a_timeline_with_compensations(db: str) -> None:
     assert f"invoke error in charge: cli_app.CardDeclined: {message}" in lines
 
 
+def test_show_leaves_out_empty_columns(db: str) -> None:
+    """A run without errors or compensations shows neither column (narrow terminals thank it)."""
+    result = invoke("runs", "show", DONE, "--database-url", db)
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stdout.splitlines() if line.startswith("step"))
+    assert header.split() == ["step", "state", "attempts", "started", "duration"]
+    assert (
+        'output {"receipt": {"charged": "12.50"}, "parcel": "parcel-o-1", "amount": "12.50"}'
+        in (result.stdout)
+    )
+
+
 def test_show_json_has_the_timeline(db: str) -> None:
     """`runs show --json` adds the steps: state, attempts, times, error, compensation."""
     run = read_json(invoke("runs", "show", REVERTED, "--json", "--database-url", db))
