@@ -26,7 +26,7 @@ def _connect_admin() -> object:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
+def postgres_server() -> str:
     """The base URL of a reachable PostgreSQL server; skips (or fails under CI=true) when absent."""
     try:
         conn = _connect_admin()
@@ -36,7 +36,7 @@ def postgres_server() -> Iterator[str]:
             pytest.fail(f"CI expects PostgreSQL: {reason}")
         pytest.skip(reason)
     conn.close()  # type: ignore[attr-defined]
-    yield _admin_url()
+    return _admin_url()
 
 
 @pytest.fixture

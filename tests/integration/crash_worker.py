@@ -15,11 +15,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from durable_app import ALL, Ledger, Order, three_steps  # noqa: E402
+from durable_app import ALL, Ledger, Order, three_steps
 
-import flowkit  # noqa: E402
-from flowkit.sqlalchemy import SqlStore  # noqa: E402
-from flowkit.testing.faults import Crash, FailurePlan, PlanFaults  # noqa: E402
+import flowkit
+from flowkit.sqlalchemy import SqlStore
+from flowkit.testing.faults import Crash, FailurePlan, PlanFaults
 
 KILLED = 137
 
