@@ -106,9 +106,15 @@ def _delete_collection(collection_id: str | None, ctx: StepContext) -> None:
     _module(ctx).delete_payment_collections([collection_id])  # the cart link goes with it
 
 
-@step("retrieve-payment-collection")
+@step("retrieve-payment-collection", continue_on_permanent_failure=True)
 def retrieve_payment_collection_step(collection_id: str, ctx: StepContext) -> PaymentCollection:
-    """The collection as it is now (reads only)."""
+    """The collection as it is now (reads only).
+
+    When the read fails for good the run goes on without it (its result is then None and the
+    error is in `RunResult.errors`): a failed read must not undo the money that moved before
+    it, and reverting a capture would refund it and leave an authorized session that the
+    earlier steps' compensations cannot delete.
+    """
     return _module(ctx).retrieve_payment_collection(collection_id)
 
 

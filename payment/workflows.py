@@ -124,7 +124,8 @@ def mark_payment_collection_as_paid_workflow(
     inp: Ref[MarkPaymentCollectionAsPaidInput],
 ) -> WorkflowResponse[Any]:
     """Record money received outside any gateway: a system-provider session for what is left,
-    authorized and captured. Returns the collection.
+    authorized and captured. Returns the collection (None, with the error in the result's
+    errors, when only reading it back failed: the payment stays recorded).
 
     If the capture fails the authorization is voided and the session deleted.
     """
