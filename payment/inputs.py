@@ -46,12 +46,17 @@ class CreatePaymentCollectionForCartInput:
 
 @frozen
 class CreatePaymentSessionsInput:
-    """Input of `create_payment_sessions_workflow`: the provider and what it should see."""
+    """Input of `create_payment_sessions_workflow`: the provider and what it should see.
+
+    `currency_code` is the currency the caller means to pay in (default: the collection's);
+    another currency than the collection's is refused with `InvalidCurrency`.
+    """
 
     payment_collection_id: str
     provider_id: str
     data: dict[str, Any] = field(factory=dict, converter=_json)
     context: dict[str, Any] = field(factory=dict, converter=_json)
+    currency_code: str | None = None
 
 
 @frozen

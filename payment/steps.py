@@ -133,13 +133,17 @@ def cancel_payment_collection_step(
 def create_payment_session_step(
     inp: CreatePaymentSessionsInput, ctx: StepContext
 ) -> StepResponse[PaymentSession, str]:
-    """A new session for what the collection still needs, initiated at the provider."""
+    """A new session for what the collection still needs, initiated at the provider.
+
+    Raises:
+        InvalidCurrency: the input names another currency than the collection's.
+    """
     module = _module(ctx)
     collection = module.retrieve_payment_collection(inp.payment_collection_id)
     session = module.create_payment_session(
         collection.id,
         inp.provider_id,
-        collection.currency_code,
+        inp.currency_code or collection.currency_code,
         collection.amount - collection.authorized_amount,
         data=inp.data,
         context=inp.context,
