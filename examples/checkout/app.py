@@ -56,6 +56,8 @@ class CheckoutApp:
     Attributes:
         database: The carts, orders and stock.
         module: The payment module (its ``pp_test`` provider is the scriptable gateway).
+        registry: Where steps resolve `PaymentModule` and `CartService` (engines that recover
+            or signal runs need it too).
         engine: The durable flowkit engine that runs the checkout workflows.
     """
 
@@ -68,7 +70,8 @@ class CheckoutApp:
             self.database = CheckoutDatabase(database_url)
             stack.callback(self.database.close)
             self.database.create_schema()
-            self.engine = Engine(store, WORKFLOWS, container=self._registry())
+            self.registry = self._registry()
+            self.engine = Engine(store, WORKFLOWS, container=self.registry)
             self._resources = stack.pop_all()
 
     def _registry(self) -> flowkit.Registry:
@@ -85,8 +88,14 @@ class CheckoutApp:
             CartNotEligible: the cart is unknown, completed, or already has a collection.
         """
         made = self.engine.run(create_payment_collection_for_cart_workflow, {"cart_id": cart_id})
-        collection = _value(made, PaymentCollection)
-        request = {"payment_collection_id": collection.id, "provider_id": "pp_test"}
+        return self.add_payment_session(_value(made, PaymentCollection).id, data)
+
+    def add_payment_session(
+        self, collection_id: str, data: dict[str, Any] | None = None
+    ) -> PaymentSession:
+        """A new test-gateway session for what the collection still needs (the way a customer
+        tries again after a failed checkout); older unauthorized sessions are deleted."""
+        request = {"payment_collection_id": collection_id, "provider_id": "pp_test"}
         started = self.engine.run(create_payment_sessions_workflow, {**request, "data": data or {}})
         return _value(started, PaymentSession)
 
