@@ -27,6 +27,7 @@ from payment import (
     make_payment_module,
     register,
 )
+from payment.inputs import CreatePaymentSessionsInput
 from payment.workflows import (
     create_payment_collection_for_cart_workflow,
     create_payment_sessions_workflow,
@@ -91,12 +92,22 @@ class CheckoutApp:
         return self.add_payment_session(_value(made, PaymentCollection).id, data)
 
     def add_payment_session(
-        self, collection_id: str, data: dict[str, Any] | None = None
+        self,
+        collection_id: str,
+        data: dict[str, Any] | None = None,
+        *,
+        currency_code: str | None = None,
     ) -> PaymentSession:
         """A new test-gateway session for what the collection still needs (the way a customer
-        tries again after a failed checkout); older unauthorized sessions are deleted."""
-        request = {"payment_collection_id": collection_id, "provider_id": "pp_test"}
-        started = self.engine.run(create_payment_sessions_workflow, {**request, "data": data or {}})
+        tries again after a failed checkout); older unauthorized sessions are deleted.
+
+        Raises:
+            InvalidCurrency: `currency_code` is not the collection's (nothing is created).
+        """
+        request = CreatePaymentSessionsInput(
+            collection_id, "pp_test", data or {}, currency_code=currency_code
+        )
+        started = self.engine.run(create_payment_sessions_workflow, request)
         return _value(started, PaymentSession)
 
     def complete_cart(

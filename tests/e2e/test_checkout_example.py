@@ -273,13 +273,23 @@ def test_a_cart_without_a_payment_collection_is_refused(app: Any) -> None:
 
 
 def test_a_session_in_another_currency_is_refused(app: Any) -> None:
-    """The module refuses a session in another currency than its collection; a eur collection
-    on a usd cart makes the checkout raise InvalidCurrency and touch nothing."""
+    """A eur session on a usd cart's collection is refused with InvalidCurrency; nothing is made."""
+    cart, session = new_cart(app, [TEE], "approve")
+    before = snapshot(app, cart.id)
+
+    with pytest.raises(InvalidCurrency) as raised:
+        app.add_payment_session(session.payment_collection_id, currency_code="eur")
+    assert (raised.value.currency_code, raised.value.expected) == ("eur", "usd")
+    assert snapshot(app, cart.id) == before
+
+
+def test_a_collection_in_another_currency_is_refused(app: Any) -> None:
+    """A usd cart paid by a eur collection and session: the checkout raises InvalidCurrency and
+    touches nothing (the module itself refuses a usd session on that collection)."""
     cart, _ = new_cart(app, [TEE], None)
     collection = app.module.create_payment_collection("eur", cart.total, cart_id=cart.id)
-    with pytest.raises(InvalidCurrency) as refused:
+    with pytest.raises(InvalidCurrency):
         app.module.create_payment_session(collection.id, "pp_test", "usd", cart.total)
-    assert (refused.value.currency_code, refused.value.expected) == ("usd", "eur")
     session = app.module.create_payment_session(collection.id, "pp_test", "eur", cart.total)
     before = snapshot(app, cart.id)
 
