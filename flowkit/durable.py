@@ -68,6 +68,10 @@ class StoreJournal:
         if session is not None:
             self._close(session, commit=False)
 
+    def flush(self, ctx: StepContext) -> None:
+        if ctx._session is not None:
+            ctx._session.flush()
+
     def abandon(self) -> None:
         """Roll back every open session (the run was abandoned, as by a dead process)."""
         for session in list(self.sessions):
@@ -438,13 +442,15 @@ def step_records(steps: list[StoredStep]) -> dict[str, StepRecord]:
     for row in steps:
         previous = records.get(row.step)
         if row.action == "invoke":
+            state = StepState(row.status)
             records[row.step] = StepRecord(
                 row.step,
-                StepState(row.status),
+                state,
                 row.attempt,
                 _dt(row.started_at),
                 _dt(row.ended_at),
                 previous.compensated_at if previous else None,
+                state,
             )
         else:
             base = previous or StepRecord(row.step, StepState.NOT_STARTED)
@@ -455,6 +461,7 @@ def step_records(steps: list[StoredStep]) -> dict[str, StepRecord]:
                 base.started_at,
                 base.ended_at,
                 _dt(row.ended_at),
+                base.invoke_state,
             )
     return records
 

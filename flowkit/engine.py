@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -579,12 +580,18 @@ class Engine:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def get(self, transaction_id: str) -> RunRecord | None:
-        """The stored run, or None when unknown."""
+    def get(self, transaction_id: str, *, decode: bool = True) -> RunRecord | None:
+        """The stored run, or None when unknown.
+
+        Args:
+            transaction_id: The run's id.
+            decode: Rebuild inputs and outputs as the classes they were (which imports their
+                modules); False gives their JSON form, for tools that run outside the app.
+        """
         loaded = self.store.load(transaction_id)
         if loaded is None:
             return None
-        return self._record(*loaded)
+        return self._record(*loaded, decode=decode)
 
     def list(
         self,
@@ -593,15 +600,19 @@ class Engine:
         *,
         since: datetime | None = None,
         limit: int = 100,
+        decode: bool = True,
     ) -> list[RunRecord]:
-        """Stored runs, newest first (step records are left empty: use `get` for them)."""
+        """Stored runs, newest first (step records are left empty: use `get` for them).
+
+        `decode=False` leaves inputs and outputs in their JSON form (see `get`).
+        """
         rows = self.store.list_runs(
             None if status is None else TransactionState(status).value,
             workflow,
             since.timestamp() if since is not None else None,
             limit,
         )
-        return [self._record(row, None) for row in rows]
+        return [self._record(row, None, decode=decode) for row in rows]
 
     def purge(self, older_than: timedelta | None = None) -> int:
         """Delete finished runs last updated more than `older_than` (default: retention) ago.
@@ -624,13 +635,16 @@ class Engine:
         assert loaded is not None
         return stored_result(loaded[0], loaded[1], self.codec)
 
-    def _record(self, stored: StoredRun, steps: Sequence[Any] | None) -> RunRecord:
+    def _record(
+        self, stored: StoredRun, steps: Sequence[Any] | None, *, decode: bool = True
+    ) -> RunRecord:
+        loads = self.codec.loads if decode else _raw_json
         return RunRecord(
             transaction_id=stored.transaction_id,
             workflow=stored.workflow,
             status=TransactionState(stored.status),
-            input=self.codec.loads(stored.input),
-            output=self.codec.loads(stored.output),
+            input=loads(stored.input),
+            output=loads(stored.output),
             errors=tuple(decode_errors(stored.errors)),
             steps=step_records(list(steps)) if steps is not None else {},
             owner=stored.owner,
@@ -742,6 +756,10 @@ def _type_name(exc: BaseException) -> str:
     from flowkit.state import type_name_of
 
     return type_name_of(exc)
+
+
+def _raw_json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 def _datetime(timestamp: float | None) -> datetime | None:

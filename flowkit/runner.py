@@ -77,6 +77,9 @@ class Journal(Protocol):
     def discard(self, ctx: StepContext) -> None:
         """Roll back the session of a failed attempt."""
 
+    def flush(self, ctx: StepContext) -> None:
+        """Send the step's pending writes to the database (their errors are the step's)."""
+
 
 class Faults(Protocol):
     """Injected failures and crashes (see `flowkit.testing`)."""
@@ -107,6 +110,7 @@ class Run:
         "event_group_id",
         "faults",
         "input",
+        "invoked",
         "journal",
         "metadata",
         "next_stage",
@@ -156,6 +160,7 @@ class Run:
         self.started: list[float | None] = [None] * n
         self.ended: list[float | None] = [None] * n
         self.compensated_at: list[float | None] | None = None
+        self.invoked: dict[int, StepState] | None = None  # invoke states that compensation replaced
         self.conds: list[bool | None] | None = (
             [None] * plan.n_conditions if plan.n_conditions else None
         )
@@ -243,7 +248,13 @@ class Run:
         state: StepState = _FAILED,
         comp_input: Any = None,
     ) -> int:
-        """Record a node's final failure; returns FAIL unless the node lets the run go on."""
+        """Record a node's final failure; returns FAIL unless the node lets the run go on.
+
+        A failed (or timed-out) step never commits its database writes: its session is
+        rolled back before the failure is checkpointed.
+        """
+        if ctx is not None and ctx._session is not None and self.journal is not None:
+            self.journal.discard(ctx)
         i = node.index
         name = self.full_name(node)
         soft = node.fails_softly
@@ -279,6 +290,11 @@ class Run:
         timeout = node.timeout
         if timeout is not None and t1 - t0 > timeout:
             return self.fail(node, StepTimeout(node.name, timeout), ctx, _TIMEOUT, comp)
+        if ctx._session is not None:
+            try:  # the step's own writes fail here, not inside its checkpoint
+                self.journal.flush(ctx)  # type: ignore[union-attr]
+            except Exception as exc:
+                return self.fail(node, exc, ctx)
         i = node.index
         self.outputs[i] = out
         self.comp_inputs[i] = comp
@@ -288,8 +304,6 @@ class Run:
         try:
             self.checkpoint_invoke(node, ctx)
         except NotSerializable as exc:
-            if ctx._session is not None and self.journal is not None:
-                self.journal.discard(ctx)
             return self.fail(node, exc, ctx)
         emitter = self.emitter
         if emitter is not None and emitter.debug:
@@ -335,6 +349,7 @@ class Run:
                 continue
             i = node.index
             state = self.states[i] or StepState.NOT_STARTED
+            invoked = self.invoked.get(i, state) if self.invoked else state
             records[self.full_name(node)] = StepRecord(
                 self.full_name(node),
                 state,
@@ -342,6 +357,7 @@ class Run:
                 _datetime(self.started[i]),
                 _datetime(self.ended[i]),
                 _datetime(self.compensated_at[i]) if self.compensated_at else None,
+                None if invoked is StepState.NOT_STARTED else invoked,
             )
             child = self.children.get(i) if self.children else None
             if child is not None:
@@ -698,6 +714,11 @@ def _compensate_attempt(run: Run, node: PlanNode, attempt: int) -> Any:
 async def _compensate_node(run: Run, node: PlanNode) -> None:
     """Undo one node: its compensation with retries, or its nested run in reverse."""
     i = node.index
+    if run.invoked is None:
+        run.invoked = {}
+    state = run.states[i]
+    if state is not None:
+        run.invoked[i] = state
     run.states[i] = StepState.COMPENSATING
     if node.child is not None:
         child = run.children[i]  # type: ignore[index]

@@ -100,6 +100,8 @@ class StepRecord:
         started_at: When its first attempt started (None if it never started).
         ended_at: When its invoke finished (None if it has not).
         compensated_at: When its compensation finished (None if it was not compensated).
+        invoke_state: How its invoke ended (done, failed, timeout, waiting, skipped...), kept
+            when a compensation has since changed `state`.
     """
 
     name: str
@@ -108,6 +110,7 @@ class StepRecord:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     compensated_at: datetime | None = None
+    invoke_state: StepState | None = None
 
     @property
     def duration(self) -> float | None:

@@ -12,10 +12,11 @@ across concurrent runs by `GroupCommit`.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import (
     Double,
@@ -51,7 +52,23 @@ from flowkit.store import (
 __all__ = ["SqlStore"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+F = TypeVar("F", bound=Callable[..., Any])
 _FINISHED = [s.value for s in TransactionState if s.is_finished]
+
+
+def _translated(method: F) -> F:
+    """Turn a database error raised by a store method into `StoreError` (its cause kept)."""
+
+    @functools.wraps(method)
+    def translated(self: SqlStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except self._database_errors as exc:
+            raise StoreError(
+                f"{method.__name__} failed on {_masked(self.url)}: {_first_line(exc)}"
+            ) from exc
+
+    return cast(F, translated)
 
 
 class SqlStore:
@@ -91,6 +108,10 @@ class SqlStore:
         self._read_engine = (
             self._make_engine(options, immediate=False) if self.is_sqlite else self.engine
         )
+        self._database_errors: tuple[type[BaseException], ...] = (
+            SQLAlchemyError,
+            self.engine.dialect.loaded_dbapi.Error,
+        )
         self._ping()
         self._now = _now_expression(self.is_sqlite)
         self._sql = Statements(self.engine, self._now, is_sqlite=self.is_sqlite)
@@ -123,6 +144,7 @@ class SqlStore:
                 f"cannot open database {_masked(self.url)}: {_first_line(exc)}"
             ) from None
 
+    @_translated
     def create_all(self) -> None:
         """Create flowkit's tables (for quick starts; deployments run the migrations)."""
         with self.engine.begin() as conn:
@@ -156,6 +178,7 @@ class SqlStore:
 
     # --- runs -------------------------------------------------------------------------------
 
+    @_translated
     def start_run(self, new: NewRun) -> StoredRun | None:
         if self._group.submit(new):
             return None
@@ -163,6 +186,7 @@ class SqlStore:
         assert found is not None
         return found
 
+    @_translated
     def load(self, transaction_id: str) -> tuple[StoredRun, list[StoredStep]] | None:
         with self._read_engine.begin() as conn:
             row = conn.execute(select(runs).where(runs.c.transaction_id == transaction_id)).first()
@@ -175,11 +199,13 @@ class SqlStore:
             )
             return _run_from_row(row), [StoredStep(*r) for r in rows]
 
+    @_translated
     def get_run(self, transaction_id: str) -> StoredRun | None:
         with self._read_engine.connect() as conn:
             row = conn.execute(select(runs).where(runs.c.transaction_id == transaction_id)).first()
         return None if row is None else _run_from_row(row)
 
+    @_translated
     def list_runs(
         self,
         status: str | None = None,
@@ -197,6 +223,7 @@ class SqlStore:
         with self._read_engine.connect() as conn:
             return [_run_from_row(r) for r in conn.execute(query)]
 
+    @_translated
     def purge(self, before: float) -> int:
         doomed = select(runs.c.transaction_id).where(
             runs.c.status.in_(_FINISHED), runs.c.updated_at < before
@@ -208,6 +235,7 @@ class SqlStore:
 
     # --- ownership --------------------------------------------------------------------------
 
+    @_translated
     def claim(
         self, transaction_id: str, owner: str, lease_seconds: float, statuses: Iterable[str]
     ) -> StoredRun | None:
@@ -225,6 +253,7 @@ class SqlStore:
             row = conn.execute(claim).first()
         return None if row is None else _run_from_row(row)
 
+    @_translated
     def renew(self, owner: str, transaction_ids: Sequence[str], lease_seconds: float) -> None:
         if not transaction_ids:
             return
@@ -235,6 +264,7 @@ class SqlStore:
                 .values(lease_expires_at=self._now + lease_seconds)
             )
 
+    @_translated
     def expired(self, limit: int = 100) -> list[StoredRun]:
         query = (
             select(runs)
@@ -248,6 +278,7 @@ class SqlStore:
         with self._read_engine.connect() as conn:
             return [_run_from_row(r) for r in conn.execute(query)]
 
+    @_translated
     def expire_lease(self, transaction_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
@@ -256,12 +287,14 @@ class SqlStore:
                 .values(lease_expires_at=self._now - 1.0)
             )
 
+    @_translated
     def now(self) -> float:
         with self._read_engine.connect() as conn:
             return float(conn.execute(select(self._now)).scalar_one())
 
     # --- signals ----------------------------------------------------------------------------
 
+    @_translated
     def put_signal(self, transaction_id: str, signal: Signal) -> str:
         with self.engine.begin() as conn:
             status = conn.execute(
@@ -287,6 +320,7 @@ class SqlStore:
             )
         return "stored"
 
+    @_translated
     def take_signal(self, transaction_id: str, step: str) -> Signal | None:
         with self._read_engine.connect() as conn:
             row = conn.execute(
@@ -298,6 +332,7 @@ class SqlStore:
 
     # --- checkpoints ------------------------------------------------------------------------
 
+    @_translated
     def write(self, checkpoint: Checkpoint, session: Any = None) -> None:
         if session is not None:
             self._write_in_session(checkpoint, session)

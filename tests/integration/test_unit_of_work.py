@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -138,3 +139,52 @@ def test_async_steps_and_in_memory_runs_get_no_session() -> None:
 
     peek_wf.run(1)
     assert "no database unit of work" in seen[0]
+
+
+@step("write-slowly", timeout=0.05)
+def write_slowly(mode: str, ctx: StepContext) -> str:
+    """Writes a row, then returns after its timeout."""
+    _write(ctx)
+    time.sleep(0.1)
+    return mode
+
+
+@step("write-twice-same-id")
+def write_twice_same_id(mode: str, ctx: StepContext) -> str:
+    """Writes two rows with one primary key: the database refuses the second."""
+    ctx.session.execute(insert(entries).values(id=10_000, run=ctx.transaction_id, step="a"))
+    ctx.session.execute(insert(entries).values(id=10_000, run=ctx.transaction_id, step="b"))
+    return mode
+
+
+@workflow("uow-timeout")
+def uow_timeout(mode: Any) -> WorkflowResponse[Any]:
+    """A first writing step, then one that runs past its timeout."""
+    first = write_then_flaky(mode)
+    return WorkflowResponse(write_slowly(first))
+
+
+@workflow("uow-conflict")
+def uow_conflict(mode: Any) -> WorkflowResponse[Any]:
+    """A step whose writes violate a primary key."""
+    return WorkflowResponse(write_twice_same_id(mode))
+
+
+def test_timed_out_step_leaves_no_writes(store: SqlStore) -> None:
+    """A sync step that returns after its timeout is failed and its writes rolled back."""
+    result = Engine(store, [uow_timeout]).run(
+        uow_timeout, "ok", transaction_id="u5", throw_on_error=False
+    )
+    assert result.status is TransactionState.REVERTED
+    assert result.errors[0].type_name == "flowkit.exceptions.StepTimeout"
+    assert rows(store, "u5") == ["write-then-flaky"]
+
+
+def test_refused_writes_fail_the_step_not_the_engine(store: SqlStore) -> None:
+    """Writes the database refuses fail their step (typed error); nothing of them is kept."""
+    result = Engine(store, [uow_conflict]).run(
+        uow_conflict, "ok", transaction_id="u6", throw_on_error=False
+    )
+    assert result.status is TransactionState.REVERTED
+    assert "IntegrityError" in result.errors[0].type_name
+    assert rows(store, "u6") == []

@@ -12,7 +12,8 @@ import payment
 
 EXPECTED = {
     "AccountHolder", "AccountHolderInput", "AccountHolderOutput", "AmountInput", "Capture",
-    "CaptureExceedsAuthorized", "CartNotEligible", "CollectionStatus", "FrozenJson",
+    "CaptureExceedsAuthorized", "Cart", "CartNotEligible", "CartService", "CollectionStatus",
+    "FrozenJson",
     "InvalidAmount", "InvalidCurrency", "InvalidData", "NewPaymentCollection", "NewRefundReason",
     "NotFound", "OperationState", "Payment", "PaymentAction", "PaymentActionRequired",
     "PaymentAlreadyAuthorized", "PaymentAlreadyCaptured", "PaymentCanceled", "PaymentCollection",
