@@ -105,8 +105,7 @@ class ModuleCore:
 
     def _enabled(self, repo: PaymentRepository, provider_id: str) -> PaymentProvider:
         provider = self._registered(provider_id)
-        states = {state.id: state.is_enabled for state in repo.provider_states()}
-        if not states.get(provider_id, True):
+        if repo.provider_enabled(provider_id) is False:
             raise ProviderDisabled(provider_id)
         return provider
 

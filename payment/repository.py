@@ -50,7 +50,7 @@ class PaymentRepository(Protocol):
     def find_collection(
         self, *, idempotency_key: str | None = None, live_cart_id: str | None = None
     ) -> PaymentCollection | None:
-        """The collection made with this key, or the cart's collection that is not canceled."""
+        """The collection made with this key if one is given, else the cart's live collection."""
 
     def list_collections(
         self,
@@ -110,6 +110,9 @@ class PaymentRepository(Protocol):
 
     def provider_states(self) -> list[PaymentProviderInfo]:
         """Every provider whose enabled flag was ever set (others are enabled)."""
+
+    def provider_enabled(self, provider_id: str) -> bool | None:
+        """Whether a provider is enabled; None when its flag was never set (enabled)."""
 
     def set_provider_enabled(self, provider_id: str, is_enabled: bool) -> None:
         """Enable or disable a provider."""

@@ -1,7 +1,14 @@
-"""The SQL store: transactions over SQLAlchemy Core, rows mapped to domain records by name.
+"""The SQL store: transactions on pooled DBAPI connections running statements compiled once.
+
+SQLAlchemy builds the schema, the engine, the pool and every statement (see
+`payment.adapters.statements`); the hot path then talks to the DBAPI cursor directly, with
+`payment.adapters.rows` converting values, because SQLAlchemy's per-call statement handling
+cost more than the database's own work for these small transactions.
 
 Aggregates are saved by difference: `save_collection(before, after)` inserts, updates and
 deletes exactly the rows whose records changed (parents first, deletions children first).
+A record the domain did not touch is the same object in both versions, so finding the
+changes costs little more than a pass over the ids.
 """
 
 from __future__ import annotations
@@ -9,65 +16,45 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from enum import Enum
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
+from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlalchemy.pool import PoolProxiedConnection
 
 from payment.adapters import tables as t
-from payment.adapters.engine import WRITE_OPTION, is_sqlite
+from payment.adapters.engine import is_sqlite
+from payment.adapters.statements import Filters, Sql, Statements, TableSql
 from payment.domain import (
     AccountHolder,
-    Capture,
     CollectionStatus,
-    FrozenJson,
     Payment,
     PaymentCollection,
     PaymentProviderInfo,
     PaymentSession,
-    Refund,
     RefundReason,
     SessionStatus,
-    thaw_json,
 )
 from payment.repository import DuplicateKey
 
 __all__ = ["SqlPaymentRepository", "SqlPaymentStore"]
 
 _UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
+_REPEATABLE_READ = 3  # psycopg.IsolationLevel.REPEATABLE_READ
 
 
-def _is_unique_violation(error: IntegrityError) -> bool:
-    orig = error.orig
-    return getattr(orig, "sqlstate", None) == _UNIQUE_VIOLATION or "UNIQUE constraint" in str(orig)
+def _is_unique_violation(error: Exception) -> bool:
+    return getattr(error, "sqlstate", None) == _UNIQUE_VIOLATION or "UNIQUE constraint" in str(
+        error
+    )
 
 
-def _column_value(value: object) -> object:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, FrozenJson):
-        return thaw_json(value)
-    return value
-
-
-def _row(record: object, table: sa.Table) -> dict[str, object]:
-    return {c.name: _column_value(getattr(record, c.name)) for c in table.columns}
-
-
-def _where(table: sa.Table, **filters: object) -> list[sa.ColumnElement[bool]]:
-    """Equality filters, skipping None; a sequence value means ``IN``."""
-    clauses: list[sa.ColumnElement[bool]] = []
-    for name, value in filters.items():
-        if value is None:
-            continue
-        column = table.c[name]
-        if isinstance(value, Sequence) and not isinstance(value, str):
-            clauses.append(column.in_(list(value)))
-        else:
-            clauses.append(column == _column_value(value))
-    return clauses
+def _rolled_back(connection: PoolProxiedConnection) -> bool:
+    try:
+        connection.rollback()
+    except Exception:
+        return False
+    return True
 
 
 def _group(records: Iterable[Any], key: str) -> dict[str, list[Any]]:
@@ -77,128 +64,128 @@ def _group(records: Iterable[Any], key: str) -> dict[str, list[Any]]:
     return grouped
 
 
-def _capture(row: sa.Row[Any]) -> Capture:
-    return Capture(**row._mapping)
-
-
-def _refund(row: sa.Row[Any]) -> Refund:
-    return Refund(**row._mapping)
-
-
-def _captures_of(c: PaymentCollection) -> list[Capture]:
+def _captures_of(c: PaymentCollection) -> list[Any]:
     return [capture for p in c.payments for capture in p.captures]
 
 
-def _refunds_of(c: PaymentCollection) -> list[Refund]:
+def _refunds_of(c: PaymentCollection) -> list[Any]:
     return [refund for p in c.payments for refund in p.refunds]
 
 
-# Parents before children: inserts and updates run in this order, deletes in reverse.
-_LEVELS: tuple[tuple[sa.Table, Callable[[PaymentCollection], Iterable[Any]]], ...] = (
-    (t.collections, lambda c: (c,)),
-    (t.sessions, lambda c: c.sessions),
-    (t.payments, lambda c: c.payments),
-    (t.captures, _captures_of),
-    (t.refunds, _refunds_of),
-)
-
-
-def _in(column: sa.Column[Any]) -> sa.ColumnElement[bool]:
-    return column.in_(sa.bindparam("ids", expanding=True))
-
-
-# The statements of the hot path (loading an aggregate), built once: SQLAlchemy still caches
-# their compiled form, but building and hashing a new construct per call costs more.
-_SESSIONS = (
-    sa.select(t.sessions, t.payments.c.id.label("payment_id"))
-    .outerjoin(t.payments, t.payments.c.payment_session_id == t.sessions.c.id)
-    .order_by(t.sessions.c.id)
-)
-_COLLECTION = sa.select(t.collections).where(t.collections.c.id == sa.bindparam("id"))
-_SESSIONS_OF = _SESSIONS.where(_in(t.sessions.c.payment_collection_id))
-_PAYMENTS_OF = sa.select(t.payments).where(_in(t.payments.c.payment_collection_id))
-_CAPTURES_OF = sa.select(t.captures).where(_in(t.captures.c.payment_id)).order_by(t.captures.c.id)
-_REFUNDS_OF = sa.select(t.refunds).where(_in(t.refunds.c.payment_id)).order_by(t.refunds.c.id)
-_LOCKED = {
-    False: (_COLLECTION, _PAYMENTS_OF.order_by(t.payments.c.id)),
-    True: (_COLLECTION.with_for_update(), _PAYMENTS_OF.order_by(t.payments.c.id).with_for_update()),
-}
-_COLLECTION_OF = {
-    "session": sa.select(t.sessions.c.payment_collection_id).where(
-        t.sessions.c.id == sa.bindparam("id")
-    ),
-    "payment": sa.select(t.payments.c.payment_collection_id).where(
-        t.payments.c.id == sa.bindparam("id")
-    ),
-}
+def _levels(sql: Statements) -> tuple[tuple[TableSql, Callable[[PaymentCollection], Any]], ...]:
+    """Parents before children: inserts and updates run in this order, deletes in reverse."""
+    return (
+        (sql.collections, lambda c: (c,)),
+        (sql.sessions, lambda c: c.sessions),
+        (sql.payments, lambda c: c.payments),
+        (sql.captures, _captures_of),
+        (sql.refunds, _refunds_of),
+    )
 
 
 class SqlPaymentRepository:
     """The reads and writes of one transaction (see `payment.repository.PaymentRepository`).
 
     Args:
-        connection: A connection inside an open transaction.
+        cursor: A DBAPI cursor inside an open transaction.
+        sql: The store's compiled statements.
     """
 
-    def __init__(self, connection: Connection) -> None:
-        self._conn = connection
+    def __init__(self, cursor: DBAPICursor, sql: Statements) -> None:
+        self._cursor = cursor
+        self._sql = sql
 
-    def _rows(
-        self, query: sa.Select[Any], parameters: dict[str, Any] | None = None
-    ) -> Sequence[sa.Row[Any]]:
-        return self._conn.execute(query, parameters).all()
+    def _run(self, statement: Sql, *values: Any) -> None:
+        self._cursor.execute(statement.text, statement.args(values))
+
+    def _all(self, statement: Sql, *values: Any) -> Sequence[Sequence[Any]]:
+        self._cursor.execute(statement.text, statement.args(values))
+        return self._cursor.fetchall()
+
+    def _shaped(
+        self, kind: str, filters: Filters, limit: int | None = None, offset: int = 0
+    ) -> Sequence[Sequence[Any]]:
+        statement, values = self._sql.shaped(kind, filters, limit=limit, offset=offset)
+        return self._all(statement, *values)
+
+    # --- aggregates ---------------------------------------------------------------------------
 
     def load_collection(
         self, collection_id: str, *, lock: bool = False
     ) -> PaymentCollection | None:
         """The collection with its sessions and payments; `lock` takes its row locks."""
-        rows = self._rows(_LOCKED[lock][0], {"id": collection_id})
-        found = self._assemble(rows, lock=lock)
-        return found[0] if found else None
+        sql = self._sql
+        rows = self._all(sql.collection_locked if lock else sql.collection, collection_id)
+        if not rows:
+            return None
+        sessions = tuple(map(sql.sessions.codec.decode, self._all(sql.sessions_of, collection_id)))
+        payment_rows = self._all(sql.payments_of_locked if lock else sql.payments_of, collection_id)
+        payments: tuple[Payment, ...] = ()
+        if payment_rows:
+            captures = self._all(sql.captures_of, collection_id)
+            refunds = self._all(sql.refunds_of, collection_id)
+            payments = tuple(self._payments(payment_rows, captures, refunds))
+        return sql.collections.codec.decode(rows[0], sessions=sessions, payments=payments)  # type: ignore[no-any-return]
 
-    def _assemble(
-        self, rows: Sequence[sa.Row[Any]], *, lock: bool = False
-    ) -> list[PaymentCollection]:
-        ids = [row.id for row in rows]
-        if not ids:
-            return []
-        session_rows = self._rows(_SESSIONS_OF, {"ids": ids})
-        sessions = _group(
-            (PaymentSession(**r._mapping) for r in session_rows), "payment_collection_id"
-        )
-        payment_rows = self._rows(_LOCKED[lock][1], {"ids": ids})
-        payments = _group(self._with_children(payment_rows), "payment_collection_id")
+    def _payments(
+        self,
+        rows: Sequence[Sequence[Any]],
+        capture_rows: Sequence[Sequence[Any]],
+        refund_rows: Sequence[Sequence[Any]],
+    ) -> list[Payment]:
+        """Payments from their rows, with their captures and refunds."""
+        sql = self._sql
+        captures = _group(map(sql.captures.codec.decode, capture_rows), "payment_id")
+        refunds = _group(map(sql.refunds.codec.decode, refund_rows), "payment_id")
+        decode = sql.payments.codec.decode
         return [
-            PaymentCollection(
-                **row._mapping,
-                sessions=tuple(sessions.get(row.id, ())),
-                payments=tuple(payments.get(row.id, ())),
-            )
+            decode(row, captures=tuple(captures[row[0]]), refunds=tuple(refunds[row[0]]))
             for row in rows
         ]
+
+    def _assemble(self, rows: Sequence[Sequence[Any]]) -> list[PaymentCollection]:
+        """Collections from their rows, with their sessions and payments (a few queries)."""
+        ids = [row[0] for row in rows]
+        if not ids:
+            return []
+        decode = self._sql.sessions.codec.decode
+        session_rows = self._shaped("sessions", [(t.sessions.c.payment_collection_id, ids)])
+        sessions = _group(map(decode, session_rows), "payment_collection_id")
+        payment_rows = self._shaped("payments", [(t.payments.c.payment_collection_id, ids)])
+        payments = _group(self._with_children(payment_rows), "payment_collection_id")
+        decode = self._sql.collections.codec.decode
+        return [
+            decode(row, sessions=tuple(sessions[row[0]]), payments=tuple(payments[row[0]]))
+            for row in rows
+        ]
+
+    def _with_children(self, rows: Sequence[Sequence[Any]]) -> list[Payment]:
+        ids = [row[0] for row in rows]
+        if not ids:
+            return []
+        captures = self._shaped("captures", [(t.captures.c.payment_id, ids)])
+        refunds = self._shaped("refunds", [(t.refunds.c.payment_id, ids)])
+        return self._payments(rows, captures, refunds)
 
     def collection_id_of(
         self, *, session_id: str | None = None, payment_id: str | None = None
     ) -> str | None:
         """The id of the collection holding a session or a payment."""
-        kind, wanted = (
-            ("session", session_id) if session_id is not None else ("payment", payment_id)
-        )
-        result = self._conn.execute(_COLLECTION_OF[kind], {"id": wanted})
-        return result.scalar_one_or_none()
+        if session_id is not None:
+            rows = self._all(self._sql.collection_id_of_session, session_id)
+        else:
+            rows = self._all(self._sql.collection_id_of_payment, payment_id)
+        return str(rows[0][0]) if rows else None
 
     def find_collection(
         self, *, idempotency_key: str | None = None, live_cart_id: str | None = None
     ) -> PaymentCollection | None:
-        """The collection made with this key, or the cart's collection that is not canceled."""
-        query = sa.select(t.collections)
+        """The collection made with this key if one is given, else the cart's live collection."""
         if idempotency_key is not None:
-            query = query.where(t.collections.c.idempotency_key == idempotency_key)
-        if live_cart_id is not None:
-            query = query.where(
-                t.collections.c.cart_id == live_cart_id, t.collections.c.canceled_at.is_(None)
-            )
-        found = self._assemble(self._rows(query.limit(1)))
+            rows = self._all(self._sql.collection_by_key, idempotency_key)
+        else:
+            rows = self._all(self._sql.collection_by_live_cart, live_cart_id)
+        found = self._assemble(rows[:1])
         return found[0] if found else None
 
     def list_collections(
@@ -211,9 +198,9 @@ class SqlPaymentRepository:
         offset: int = 0,
     ) -> list[PaymentCollection]:
         """Collections matching every filter, oldest first."""
-        clauses = _where(t.collections, id=ids, status=status, cart_id=cart_id)
-        query = sa.select(t.collections).where(*clauses).order_by(t.collections.c.id)
-        return self._assemble(self._rows(query.limit(limit).offset(offset)))
+        c = t.collections.c
+        filters = [(c.id, ids), (c.status, status and status.value), (c.cart_id, cart_id)]
+        return self._assemble(self._shaped("collections", filters, limit, offset))
 
     def list_sessions(
         self,
@@ -224,14 +211,14 @@ class SqlPaymentRepository:
         status: SessionStatus | None = None,
     ) -> list[PaymentSession]:
         """Sessions matching every filter, oldest first, each with its payment's id."""
-        clauses = _where(
-            t.sessions,
-            id=ids,
-            payment_collection_id=collection_id,
-            provider_id=provider_id,
-            status=status,
-        )
-        return [PaymentSession(**row._mapping) for row in self._rows(_SESSIONS.where(*clauses))]
+        s = t.sessions.c
+        filters = [
+            (s.id, ids),
+            (s.payment_collection_id, collection_id),
+            (s.provider_id, provider_id),
+            (s.status, status and status.value),
+        ]
+        return list(map(self._sql.sessions.codec.decode, self._shaped("sessions", filters)))
 
     def list_payments(
         self,
@@ -242,111 +229,94 @@ class SqlPaymentRepository:
         provider_id: str | None = None,
     ) -> list[Payment]:
         """Payments with their captures and refunds, matching every filter, oldest first."""
-        clauses = _where(
-            t.payments,
-            id=ids,
-            payment_collection_id=collection_id,
-            payment_session_id=session_id,
-            provider_id=provider_id,
-        )
-        query = sa.select(t.payments).where(*clauses).order_by(t.payments.c.id)
-        return self._with_children(self._rows(query))
-
-    def _with_children(self, rows: Sequence[sa.Row[Any]]) -> list[Payment]:
-        """Payments from their rows, with their captures and refunds."""
-        ids = [row.id for row in rows]
-        if not ids:
-            return []
-        captures = _group(map(_capture, self._rows(_CAPTURES_OF, {"ids": ids})), "payment_id")
-        refunds = _group(map(_refund, self._rows(_REFUNDS_OF, {"ids": ids})), "payment_id")
-        return [
-            Payment(
-                **row._mapping,
-                captures=tuple(captures.get(row.id, ())),
-                refunds=tuple(refunds.get(row.id, ())),
-            )
-            for row in rows
+        p = t.payments.c
+        filters = [
+            (p.id, ids),
+            (p.payment_collection_id, collection_id),
+            (p.payment_session_id, session_id),
+            (p.provider_id, provider_id),
         ]
-
-    def _records(self, table: sa.Table, kind: Callable[..., Any], **filters: object) -> list[Any]:
-        query = sa.select(table).where(*_where(table, **filters)).order_by(table.c.id)
-        return [kind(**row._mapping) for row in self._rows(query)]
+        return self._with_children(self._shaped("payments", filters))
 
     def save_collection(
         self, before: PaymentCollection | None, after: PaymentCollection | None
     ) -> None:
         """Insert, update and delete the rows that differ between two versions."""
-        removals: list[tuple[sa.Table, list[str]]] = []
-        for table, records_of in _LEVELS:
+        removals: list[tuple[TableSql, list[str]]] = []
+        for table, records_of in _levels(self._sql):
             old = {r.id: r for r in records_of(before)} if before is not None else {}
             new = {r.id: r for r in records_of(after)} if after is not None else {}
             self._write_level(table, old, new)
             removals.append((table, [key for key in old if key not in new]))
         for table, ids in reversed(removals):
             if ids:
-                self._conn.execute(sa.delete(table).where(table.c.id.in_(ids)))
+                self._cursor.executemany(table.delete.text, [table.delete.args((i,)) for i in ids])
 
-    def _write_level(self, table: sa.Table, old: dict[str, Any], new: dict[str, Any]) -> None:
-        inserts = [_row(r, table) for key, r in new.items() if key not in old]
-        updates = []
+    def _write_level(self, table: TableSql, old: dict[str, Any], new: dict[str, Any]) -> None:
+        values = table.codec.values
         for key, record in new.items():
-            if key in old and old[key] != record:
-                row = _row(record, table)
-                if row != _row(old[key], table):
-                    updates.append({**row, "row_id": row.pop("id")})
-        if inserts:
-            self._conn.execute(sa.insert(table), inserts)
-        if updates:
-            statement = sa.update(table).where(table.c.id == sa.bindparam("row_id"))
-            self._conn.execute(statement, updates)
+            previous = old.get(key)
+            if previous is None:
+                self._cursor.execute(table.insert.text, table.insert_args(record))
+            elif previous is not record and values(previous) != values(record):
+                self._cursor.execute(table.update.text, table.update_args(record))
+
+    # --- the other records --------------------------------------------------------------------
 
     def add_refund_reasons(self, reasons: Sequence[RefundReason]) -> None:
         """Insert refund reasons."""
+        table = self._sql.refund_reasons
         if reasons:
-            rows = [_row(r, t.refund_reasons) for r in reasons]
-            self._conn.execute(sa.insert(t.refund_reasons), rows)
+            self._cursor.executemany(table.insert.text, [table.insert_args(r) for r in reasons])
 
     def list_refund_reasons(
         self, *, ids: Sequence[str] | None = None, codes: Sequence[str] | None = None
     ) -> list[RefundReason]:
         """Refund reasons matching the filters, oldest first."""
-        return self._records(t.refund_reasons, RefundReason, id=ids, code=codes)
+        r = t.refund_reasons.c
+        rows = self._shaped("refund_reasons", [(r.id, ids), (r.code, codes)])
+        return list(map(self._sql.refund_reasons.codec.decode, rows))
 
     def add_account_holder(self, holder: AccountHolder) -> None:
         """Insert an account holder."""
-        self._conn.execute(sa.insert(t.account_holders), [_row(holder, t.account_holders)])
+        table = self._sql.holders
+        self._cursor.execute(table.insert.text, table.insert_args(holder))
 
     def find_account_holder(self, provider_id: str, customer_id: str) -> AccountHolder | None:
         """The holder of a customer at a provider."""
-        found = self._records(
-            t.account_holders, AccountHolder, provider_id=provider_id, customer_id=customer_id
-        )
-        return found[0] if found else None
+        rows = self._all(self._sql.holder_of, provider_id, customer_id)
+        return self._sql.holders.codec.decode(rows[0]) if rows else None
 
     def get_account_holder(self, holder_id: str) -> AccountHolder | None:
         """The holder with this id."""
-        found = self._records(t.account_holders, AccountHolder, id=holder_id)
-        return found[0] if found else None
+        rows = self._all(self._sql.holder, holder_id)
+        return self._sql.holders.codec.decode(rows[0]) if rows else None
 
     def provider_states(self) -> list[PaymentProviderInfo]:
         """Every provider whose flag was ever set."""
-        return self._records(t.providers, PaymentProviderInfo)
+        return list(map(self._sql.providers.codec.decode, self._all(self._sql.provider_states)))
+
+    def provider_enabled(self, provider_id: str) -> bool | None:
+        """Whether a provider is enabled; None when its flag was never set."""
+        rows = self._all(self._sql.provider_enabled, provider_id)
+        return bool(rows[0][0]) if rows else None
 
     def set_provider_enabled(self, provider_id: str, is_enabled: bool) -> None:
         """Enable or disable a provider (insert the row the first time)."""
-        table = t.providers
-        changed = self._conn.execute(
-            sa.update(table).where(table.c.id == provider_id).values(is_enabled=is_enabled)
-        ).rowcount
-        if not changed:
-            self._conn.execute(sa.insert(table).values(id=provider_id, is_enabled=is_enabled))
+        self._run(self._sql.set_provider, is_enabled, provider_id)
+        if not self._cursor.rowcount:
+            info = PaymentProviderInfo(provider_id, is_enabled)
+            self._cursor.execute(
+                self._sql.providers.insert.text, self._sql.providers.insert_args(info)
+            )
 
 
 class SqlPaymentStore:
     """Transactions on one engine (see `payment.repository.PaymentStore`).
 
     Reads run in a snapshot (REPEATABLE READ on PostgreSQL, a deferred transaction in WAL mode on
-    SQLite); writes begin with ``BEGIN IMMEDIATE`` on SQLite and lock rows on PostgreSQL.
+    SQLite); writes begin with ``BEGIN IMMEDIATE`` on SQLite and lock rows on PostgreSQL
+    (READ COMMITTED, so what a writer reads after taking its lock is the latest commit).
 
     Args:
         engine: From `payment.adapters.engine.create_payment_engine`; the store disposes of it.
@@ -354,18 +324,15 @@ class SqlPaymentStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._writer = engine.execution_options(**{WRITE_OPTION: True})
-        self._reader = (
-            engine
-            if is_sqlite(engine)
-            else engine.execution_options(isolation_level="REPEATABLE READ")
-        )
+        self._sql = Statements(engine.dialect)
+        self._is_sqlite = is_sqlite(engine)
+        self._integrity_error: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
 
     @contextmanager
     def read(self) -> Iterator[SqlPaymentRepository]:
         """A read-only transaction."""
-        with self._reader.connect() as connection, connection.begin():
-            yield SqlPaymentRepository(connection)
+        with self._transaction(write=False) as cursor:
+            yield SqlPaymentRepository(cursor, self._sql)
 
     @contextmanager
     def write(self) -> Iterator[SqlPaymentRepository]:
@@ -375,12 +342,44 @@ class SqlPaymentStore:
             DuplicateKey: a unique key was hit (the transaction was rolled back).
         """
         try:
-            with self._writer.begin() as connection:
-                yield SqlPaymentRepository(connection)
-        except IntegrityError as error:
+            with self._transaction(write=True) as cursor:
+                yield SqlPaymentRepository(cursor, self._sql)
+        except self._integrity_error as error:
             if _is_unique_violation(error):
-                raise DuplicateKey(str(error.orig)[:300]) from error
+                raise DuplicateKey(str(error)[:300]) from error
             raise
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[DBAPICursor]:
+        connection = self.engine.raw_connection()
+        snapshot = not write and not self._is_sqlite
+        try:
+            if snapshot:
+                connection.driver_connection.isolation_level = _REPEATABLE_READ  # type: ignore[union-attr]
+            cursor = connection.cursor()
+            try:
+                if self._is_sqlite:
+                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield cursor
+                connection.commit()
+            except BaseException as error:
+                self._abandon(connection, error)
+                raise
+            finally:
+                cursor.close()
+        finally:
+            if snapshot and connection.driver_connection is not None:
+                connection.driver_connection.isolation_level = None
+            connection.close()
+
+    def _abandon(self, connection: PoolProxiedConnection, error: BaseException) -> None:
+        """Roll back; a connection the error broke (or that cannot roll back) is discarded."""
+        dialect = self.engine.dialect
+        broken = isinstance(error, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+            error, connection.dbapi_connection, None
+        )
+        if broken or not _rolled_back(connection):
+            connection.invalidate()
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -1,0 +1,164 @@
+"""Rows ↔ domain records for the DBAPI path: each column's value as the database stores it.
+
+The storage formats are the ones `payment.adapters.types` and SQLAlchemy's ``JSON`` use, so
+rows written here and rows written through SQLAlchemy read back the same: amounts as decimal
+text on SQLite (``NUMERIC`` on PostgreSQL), times as naive UTC text on SQLite (``timestamptz``
+on PostgreSQL), JSON as its text. Values read back were checked on their way in: amounts are
+already quantized and JSON is frozen without being validated again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import Enum
+from operator import attrgetter
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+
+from payment.adapters.types import Money, UtcDateTime
+from payment.domain import FrozenJson, freeze_json, thaw_json
+from payment.domain._json import EMPTY_JSON
+
+__all__ = ["RecordCodec", "frozen_json_from_text"]
+
+Convert = Callable[[Any], Any]
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's DATETIME storage format on SQLite
+
+
+def frozen_json_from_text(text: str) -> FrozenJson:
+    """Parse stored JSON straight into `FrozenJson` (arrays still need a freezing walk)."""
+    if text == "{}":
+        return EMPTY_JSON
+    if "[" in text:  # arrays become tuples only through the full walk
+        return freeze_json(json.loads(text))
+    parsed: FrozenJson = json.loads(text, object_hook=FrozenJson)
+    return parsed
+
+
+def _frozen_json_from_object(value: dict[str, Any]) -> FrozenJson:
+    """Freeze JSON the driver already parsed (PostgreSQL's psycopg does)."""
+    if not value:
+        return EMPTY_JSON
+    if any(isinstance(item, dict | list) for item in value.values()):
+        return freeze_json(value)
+    return FrozenJson(value)
+
+
+def _json_text(value: FrozenJson) -> str:
+    return json.dumps(thaw_json(value))
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored: give a timezone")
+    return value.astimezone(UTC).strftime(_SQLITE_TIME)
+
+
+def _sqlite_time_from_text(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _aware_time(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("naive datetimes are not stored: give a timezone")
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def _optional(convert: Convert) -> Convert:
+    return lambda value: None if value is None else convert(value)
+
+
+# (encode, decode) per column type and dialect; None means the value passes unchanged.
+_SQLITE: dict[type, tuple[Convert | None, Convert | None]] = {
+    Money: (_optional(str), _optional(Decimal)),
+    UtcDateTime: (_sqlite_time, _sqlite_time_from_text),
+    sa.JSON: (_json_text, frozen_json_from_text),
+    sa.Boolean: (None, _optional(bool)),
+}
+_POSTGRES: dict[type, tuple[Convert | None, Convert | None]] = {
+    Money: (None, None),
+    UtcDateTime: (_aware_time, _utc),
+    sa.JSON: (_json_text, _frozen_json_from_object),
+}
+
+
+def _enum_value(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def _converters(
+    table: sa.Table, names: Sequence[str], dialect: str
+) -> tuple[list[tuple[int, Convert]], list[tuple[int, Convert]]]:
+    """The (index, encode) and (index, decode) pairs of the columns that need converting."""
+    by_type = _SQLITE if dialect == "sqlite" else _POSTGRES
+    encoders: list[tuple[int, Convert]] = []
+    decoders: list[tuple[int, Convert]] = []
+    for index, name in enumerate(names):
+        encode, decode = by_type.get(type(table.c[name].type), (None, None))
+        if isinstance(table.c[name].type, sa.String):
+            encode = _enum_value  # statuses and states are StrEnums: store their plain value
+        if encode is not None:
+            encoders.append((index, encode))
+        if decode is not None:
+            decoders.append((index, decode))
+    return encoders, decoders
+
+
+class RecordCodec:
+    """Maps one table's rows to one attrs record class and back, for one dialect.
+
+    `columns` are the record's fields that the table stores, in the record's field order: a
+    row selected in that order (plus `extra` trailing values, such as a joined payment id)
+    builds the record positionally.
+
+    Args:
+        table: The table.
+        record: The attrs class; its fields that are columns must come first.
+        dialect: ``"sqlite"`` or ``"postgresql"``.
+        extra: Trailing fields that come from joins, not from the table.
+    """
+
+    def __init__(
+        self, table: sa.Table, record: type[Any], dialect: str, extra: Sequence[str] = ()
+    ) -> None:
+        fields = [f.name for f in attrs.fields(record)]
+        self.columns = tuple(name for name in fields if name in table.c)
+        if tuple(fields[: len(self.columns)]) != self.columns or set(self.columns) != set(
+            table.c.keys()
+        ):
+            raise TypeError(f"{record.__name__}'s first fields must be {table.name}'s columns")
+        self.table = table
+        self.record = record
+        self.extra = tuple(extra)
+        self._values = attrgetter(*self.columns)
+        self._encoders, self._decoders = _converters(table, self.columns, dialect)
+
+    def values(self, record: Any) -> tuple[Any, ...]:
+        """The record's column values as they are in the domain (for comparisons)."""
+        values: tuple[Any, ...] = self._values(record)
+        return values
+
+    def encode(self, record: Any) -> list[Any]:
+        """The record's column values as the database stores them, in `columns` order."""
+        values = list(self._values(record))
+        for index, encode in self._encoders:
+            values[index] = encode(values[index])
+        return values
+
+    def decode(self, row: Sequence[Any], **relations: Any) -> Any:
+        """Build the record from a row (`columns` then `extra`), with its relations."""
+        values = list(row)
+        for index, decode in self._decoders:
+            values[index] = decode(values[index])
+        return self.record(*values, **relations)
