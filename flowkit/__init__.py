@@ -24,6 +24,7 @@ from flowkit.exceptions import (
     StoreError,
     TransactionConflict,
     TransactionInProgress,
+    UnknownQueue,
     WorkflowTimeout,
 )
 from flowkit.refs import Ref, create_hook, parallelize, transform, when
@@ -31,6 +32,7 @@ from flowkit.retry import RetryPolicy
 from flowkit.state import RunRecord, RunResult, StepError, StepRecord, StepState, TransactionState
 from flowkit.step import Step, StepContext, StepResponse, step
 from flowkit.store import MemoryStore
+from flowkit.worker import Queue, WorkReport
 from flowkit.workflow import Workflow, WorkflowResponse, workflow
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "MemoryStore",
     "NotSerializable",
     "PermanentFailure",
+    "Queue",
     "RecoveryReport",
     "Ref",
     "Registry",
@@ -69,6 +72,8 @@ __all__ = [
     "TransactionConflict",
     "TransactionInProgress",
     "TransactionState",
+    "UnknownQueue",
+    "WorkReport",
     "Workflow",
     "WorkflowResponse",
     "WorkflowTimeout",

@@ -178,6 +178,10 @@ class StoreJournal:
         self._write(checkpoint, None)
         self.taken.extend(checkpoint.taken)
 
+    def release(self, run: Run) -> None:
+        if run.parent is None:
+            self.note(RunUpdate(release=True))
+
     def failing(self, run: Run) -> None:
         self.note(RunUpdate(status=TransactionState.COMPENSATING, errors=self.errors_json(run)))
 

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ from flowkit.exceptions import (
     StoredError,
     TransactionConflict,
     TransactionInProgress,
+    UnknownQueue,
 )
 from flowkit.leases import LeaseKeeper
 from flowkit.plan import PlanNode
@@ -63,6 +65,7 @@ from flowkit.store import (
     Store,
     StoredRun,
 )
+from flowkit.worker import Queue, Worker, WorkReport, queue_map
 from flowkit.workflow import Workflow
 
 __all__ = ["Engine", "RecoveryReport", "SkippedRun"]
@@ -115,6 +118,8 @@ class Engine:
         worker_id: A name for this engine in run records (default: host and pid).
         lease_seconds: How long a run stays owned without renewal.
         retention: How long finished runs are kept before `purge()` deletes them.
+        queues: The queues `enqueue` and `work` accept (names or `Queue`s; default:
+            `"default"`).
 
     Raises:
         DefinitionError: two workflows under one name, or (with a durable store) a step
@@ -130,6 +135,7 @@ class Engine:
         worker_id: str | None = None,
         lease_seconds: float = 30.0,
         retention: timedelta = timedelta(days=7),
+        queues: Iterable[Queue | str] | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise DefinitionError(f"lease_seconds must be > 0, not {lease_seconds!r}")
@@ -145,6 +151,7 @@ class Engine:
         self._workflows: dict[str, Workflow[Any, Any]] = {}
         self._subscriptions: tuple[Subscription, ...] = ()
         self._leases = LeaseKeeper(self._renew, lease_seconds / 3)
+        self.queues = queue_map(queues)
         for wf in workflows:
             self.register(wf)
 
@@ -301,10 +308,7 @@ class Engine:
         container: Container | None,
     ) -> Run | RunResult[Any]:
         tx = stored.transaction_id
-        if stored.workflow != workflow.name:
-            raise TransactionConflict(tx, f"it belongs to workflow {stored.workflow!r}")
-        if stored.input != encoded:
-            raise TransactionConflict(tx, "it was started with another input")
+        _same_run(stored, workflow, encoded)
         status = TransactionState(stored.status)
         if status.is_finished or status is TransactionState.WAITING:
             return self._stored_result(tx)
@@ -313,6 +317,79 @@ class Engine:
         if claimed is None:
             raise TransactionInProgress(tx, stored.owner)
         return self._resume(claimed, container)
+
+    # --- queues -----------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        workflow: Workflow[Any, Any],
+        input: Any,
+        *,
+        transaction_id: str | None = None,
+        queue: str = "default",
+        event_group_id: str | None = None,
+    ) -> str:
+        """Store a run as `queued`, for a worker (`work()`, `flowkit worker`) to execute.
+
+        Idempotent by transaction id: the same id, workflow and input enqueue once.
+
+        Returns:
+            The run's transaction id.
+
+        Raises:
+            UnknownQueue: the queue is not one this engine serves.
+            TransactionConflict: the id is taken by another workflow or input.
+            NotSerializable: the input cannot be stored.
+        """
+        self._queue(queue)
+        self.register(workflow)
+        tx = new_transaction_id(transaction_id)
+        encoded = self.codec.dumps(input, "the run's input")
+        new = NewRun(
+            tx, workflow.name, encoded, None, self.lease_seconds,
+            status=TransactionState.QUEUED, queue=queue, event_group_id=event_group_id,
+        )  # fmt: skip
+        existing = self.store.start_run(new)
+        if existing is not None:
+            _same_run(existing, workflow, encoded)
+        return tx
+
+    def work(
+        self,
+        queue: str = "default",
+        *,
+        concurrency: int = 1,
+        stop: threading.Event | None = None,
+        idle_timeout: float | None = None,
+        container: Container | None = None,
+        poll: tuple[float, float] = (0.05, 1.0),
+    ) -> WorkReport:
+        """Execute queued runs until `stop` is set (see `flowkit.worker`).
+
+        Args:
+            queue: The queue to serve.
+            concurrency: Runs executed at once by this worker (threads).
+            stop: Set it to stop gracefully: running runs finish their current step and
+                release their lease.
+            idle_timeout: Also stop after this many seconds with nothing to do.
+            container: What runs resolve services from (default: the engine's).
+            poll: First and longest wait between polls when idle (backoff doubles).
+
+        Returns:
+            A `WorkReport` of what was done.
+
+        Raises:
+            UnknownQueue: the queue is not one this engine serves.
+        """
+        spec = self._queue(queue)
+        worker = Worker(self, spec, concurrency, stop or threading.Event(), container)
+        return worker.run(idle_timeout, poll)
+
+    def _queue(self, name: str) -> Queue:
+        found = self.queues.get(name)
+        if found is None:
+            raise UnknownQueue(name, sorted(self.queues))
+        return found
 
     # --- resuming ---------------------------------------------------------------------------
 
@@ -329,6 +406,10 @@ class Engine:
             release = Checkpoint(stored.transaction_id, self.owner, (), RunUpdate(release=True))
             self.store.write(release)
             raise
+        if stored.status == TransactionState.QUEUED:  # run() of a queued id starts it here
+            journal = run.journal
+            assert isinstance(journal, StoreJournal)
+            journal.note(RunUpdate(status=TransactionState.INVOKING))
         self._count_recovery(run, stored)
         return run
 
@@ -701,6 +782,15 @@ def raise_any(result: RunResult[Any]) -> None:
         raise StoredError(None, "unknown", f"run {result.transaction_id!r} is {result.status}")
     first = first_fatal_error(result)
     raise StoredError(first.step, first.type_name, first.message)
+
+
+def _same_run(stored: StoredRun, workflow: Workflow[Any, Any], encoded: str) -> None:
+    """Raise `TransactionConflict` unless a stored run has this workflow and input."""
+    tx = stored.transaction_id
+    if stored.workflow != workflow.name:
+        raise TransactionConflict(tx, f"it belongs to workflow {stored.workflow!r}")
+    if stored.input != encoded:
+        raise TransactionConflict(tx, "it was started with another input")
 
 
 def _check_durable_names(workflow: Workflow[Any, Any]) -> None:

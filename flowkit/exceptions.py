@@ -16,6 +16,7 @@ The tree (each class also subclasses the builtin a caller would naturally catch)
     ├── TransactionConflict (ValueError)     same id, another workflow or input
     ├── LeaseLost                            this engine no longer owns the run
     ├── StepNotWaiting (ValueError)          a signal for a step that is not waiting for one
+    ├── UnknownQueue (LookupError)           a queue the engine does not serve
     ├── InjectedFailure                      flowkit.testing made a step fail
     └── StoreError                           the store cannot be used
         └── SchemaMismatch                   its schema is missing or of another version
@@ -46,6 +47,7 @@ __all__ = [
     "StoredError",
     "TransactionConflict",
     "TransactionInProgress",
+    "UnknownQueue",
     "WorkflowTimeout",
 ]
 
@@ -238,6 +240,20 @@ class StepNotWaiting(FlowkitError, ValueError):
         self.step = step
         self.state = state
         super().__init__(f"step {step!r} of run {transaction_id!r} is not waiting ({state})")
+
+
+class UnknownQueue(FlowkitError, LookupError):
+    """A queue name the engine was not given.
+
+    Attributes:
+        queue: The name asked for.
+        known: The queues the engine serves.
+    """
+
+    def __init__(self, queue: str, known: list[str]) -> None:
+        self.queue = queue
+        self.known = known
+        super().__init__(f"unknown queue {queue!r}; this engine serves {known}")
 
 
 class InjectedFailure(FlowkitError):

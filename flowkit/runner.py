@@ -50,7 +50,7 @@ _INVOKING = StepState.INVOKING
 _COMPENSABLE = frozenset({_DONE, _TIMEOUT, _WAITING, _FAILED})
 
 # what a stage tells the driver
-OK, FAIL, PARK = 0, 1, 2
+OK, FAIL, PARK, STOP = 0, 1, 2, 3
 
 
 class Journal(Protocol):
@@ -70,6 +70,9 @@ class Journal(Protocol):
 
     def failing(self, run: Run) -> None:
         """Record that the run fails outside any step and will compensate."""
+
+    def release(self, run: Run) -> None:
+        """Give up ownership of a run stopped between steps (it stays resumable)."""
 
     def finished(self, run: Run) -> None:
         """Record the run's final (or parked) status."""
@@ -124,6 +127,7 @@ class Run:
         "started",
         "states",
         "status",
+        "stop",
         "transaction_id",
     )
 
@@ -153,6 +157,7 @@ class Run:
         self.faults = faults
         self.parent = parent
         self.prefix = prefix
+        self.stop: Any = parent.stop if parent is not None else None  # a threading.Event
         self.outputs: list[Any] = plan.initial_outputs.copy()
         self.comp_inputs: list[Any] = [None] * n
         self.states: list[StepState | None] = [None] * n
@@ -538,6 +543,8 @@ async def _finish_child(run: Run, node: PlanNode, child: Run) -> int:
     """Drive a nested run; its failure (already compensated inside) fails the node."""
     i = node.index
     code = FAIL if child.status is TransactionState.COMPENSATING else await forward(child)
+    if code == STOP:
+        return STOP
     if code == PARK:
         run.states[i] = _WAITING
         return PARK
@@ -574,6 +581,8 @@ async def _stage_group(run: Run, nodes: tuple[PlanNode, ...]) -> int:
         codes = _group_in_threads(run, nodes)
     if FAIL in codes:
         return FAIL
+    if STOP in codes:
+        return STOP
     return PARK if PARK in codes else OK
 
 
@@ -631,8 +640,12 @@ async def forward(run: Run) -> int:
     count = len(stages)
     deadline = run.deadline
     k = run.next_stage
+    stop = run.stop
     while k < count:
         stage = stages[k]
+        if stop is not None and stop.is_set():  # a graceful shutdown: between steps only
+            run.next_stage = k
+            return STOP
         if deadline is not None and time.monotonic() > deadline:
             run.next_stage = k + 1
             return _workflow_timeout(run, stage)
@@ -835,11 +848,21 @@ async def _drive(run: Run) -> RunResult[Any]:
         code = await forward(run)
         if code == PARK:
             return _park(run)
+        if code == STOP:
+            return _release(run)
         if code == OK:
             run.status = TransactionState.DONE
             return _finish(run)
     await compensate(run)
     return _finish(run)
+
+
+def _release(run: Run) -> RunResult[Any]:
+    """Stopped between steps: give the run up (another engine resumes it)."""
+    if run.journal is not None:
+        run.journal.release(run)
+    run.close_scope(None)
+    return run.to_result()
 
 
 def _park(run: Run) -> RunResult[Any]:

@@ -186,6 +186,26 @@ class Store(Protocol):
     def check(self) -> None:
         """Raise `SchemaMismatch` when the store cannot hold runs as it is."""
 
+    def claim_queued(
+        self,
+        queue: str,
+        owner: str,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        limit: int,
+        concurrency: int | None = None,
+    ) -> list[StoredRun]:
+        """Take up to `limit` queued runs of `queue` (oldest first) whose workflow is one of
+        `workflows`, each by exactly one caller, keeping the queue under `concurrency` runs
+        executing at once across every worker."""
+
+    def queued_elsewhere(self, queue: str, workflows: Sequence[str]) -> dict[str, int]:
+        """Queued runs of workflows not in `workflows`, counted by workflow."""
+
+    def listen(self, on_notify: Any) -> Any:
+        """Something with `close()` that calls `on_notify(queue)` when runs are queued, or
+        None when the store cannot notify (workers poll)."""
+
     def open_session(self) -> Any:
         """A unit-of-work session (SQL stores only)."""
 
@@ -339,6 +359,65 @@ class MemoryStore:
 
     def now(self) -> float:
         return time.time()
+
+    def claim_queued(
+        self,
+        queue: str,
+        owner: str,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        limit: int,
+        concurrency: int | None = None,
+    ) -> list[StoredRun]:
+        with self._lock:
+            now = self.now()
+            if concurrency is not None:
+                running = sum(
+                    1
+                    for r in self._runs.values()
+                    if r.queue == queue and r.status in ACTIVE and _live(r, now)
+                )
+                limit = min(limit, concurrency - running)
+            picked = sorted(
+                (
+                    r
+                    for r in self._runs.values()
+                    if r.queue == queue
+                    and r.status == TransactionState.QUEUED
+                    and r.owner is None
+                    and r.workflow in workflows
+                ),
+                key=lambda r: r.created_at,
+            )[: max(limit, 0)]
+            claimed = [
+                evolve(
+                    r,
+                    status=TransactionState.INVOKING.value,
+                    owner=owner,
+                    lease_expires_at=now + lease_seconds,
+                    updated_at=now,
+                )
+                for r in picked
+            ]
+            for run in claimed:
+                self._runs[run.transaction_id] = run
+            return claimed
+
+    def queued_elsewhere(self, queue: str, workflows: Sequence[str]) -> dict[str, int]:
+        """Queued runs of workflows not in `workflows`, by workflow."""
+        with self._lock:
+            found: dict[str, int] = {}
+            for r in self._runs.values():
+                if (
+                    r.queue == queue
+                    and r.status == TransactionState.QUEUED
+                    and r.workflow not in workflows
+                ):
+                    found[r.workflow] = found.get(r.workflow, 0) + 1
+            return found
+
+    def listen(self, on_notify: Any) -> None:
+        """No notifications in memory: workers poll."""
 
     def check(self) -> None:
         """Nothing to check in memory."""

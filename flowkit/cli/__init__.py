@@ -14,6 +14,7 @@ callable returning one)::
     flowkit recover --app myapp.flows:engine
     flowkit signal TRANSACTION_ID STEP (--success|--failure) [--data JSON] --app ...
     flowkit cancel TRANSACTION_ID --app ...
+    flowkit worker --app ... [--queue default] [--concurrency 4]
 
 Errors print one line on stderr: exit code 1 for flowkit's errors (unknown run, unusable
 database), 2 for unusable values on the command line (as click does for usage errors).
@@ -29,6 +30,7 @@ A new command that runs code takes the shared option and opens the engine for it
 
 from __future__ import annotations
 
+from flowkit.cli import _worker  # noqa: F401 - registers `flowkit worker`
 from flowkit.cli._commands import cli
 from flowkit.cli._loading import open_app_engine, open_read_engine
 from flowkit.cli._options import DEFAULT_DATABASE_URL, app_option, database_option

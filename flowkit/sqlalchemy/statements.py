@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
+from flowkit.sqlalchemy.notify import CHANNEL
 from flowkit.sqlalchemy.tables import inbox, runs, steps
 from flowkit.store import Checkpoint, NewRun, RunUpdate, StoredStep
 
@@ -84,6 +85,11 @@ class Statements:
             engine,
         )
         self.start = Sql(_start_insert(now, is_sqlite), engine)
+        self.notify = (
+            None
+            if is_sqlite
+            else Sql(select(func.pg_notify(literal_column(f"'{CHANNEL}'"), bindparam("q"))), engine)
+        )
 
     def run_update(self, checkpoint: Checkpoint) -> dict[str, Any]:
         """Parameters of the fenced run update for a checkpoint."""

@@ -24,6 +24,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     insert,
     literal_column,
     or_,
@@ -292,6 +293,88 @@ class SqlStore:
         with self._read_engine.connect() as conn:
             return float(conn.execute(select(self._now)).scalar_one())
 
+    # --- queues -----------------------------------------------------------------------------
+
+    @_translated
+    def claim_queued(
+        self,
+        queue: str,
+        owner: str,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        limit: int,
+        concurrency: int | None = None,
+    ) -> list[StoredRun]:
+        with self.engine.begin() as conn:
+            if concurrency is not None:
+                limit = min(limit, concurrency - self._running(conn, queue))
+            if limit <= 0 or not workflows:
+                return []
+            pick = (
+                select(runs.c.transaction_id)
+                .where(
+                    runs.c.queue == queue,
+                    runs.c.status == TransactionState.QUEUED.value,
+                    runs.c.owner.is_(None),
+                    runs.c.workflow.in_(list(workflows)),
+                )
+                .order_by(runs.c.created_at)
+                .limit(limit)
+            )
+            if not self.is_sqlite:  # SQLite serializes writers; PostgreSQL skips taken rows
+                pick = pick.with_for_update(skip_locked=True)
+            claim = (
+                update(runs)
+                .where(runs.c.transaction_id.in_(pick.scalar_subquery()))
+                .values(
+                    status=TransactionState.INVOKING.value,
+                    owner=owner,
+                    lease_expires_at=self._now + lease_seconds,
+                    updated_at=self._now,
+                )
+                .returning(*runs.c)
+            )
+            return [_run_from_row(r) for r in conn.execute(claim)]
+
+    def _running(self, conn: Any, queue: str) -> int:
+        """Runs of `queue` executing now, counted under a per-queue lock (PostgreSQL)."""
+        if not self.is_sqlite:
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"flowkit:{queue}"))))
+        live = conn.execute(
+            select(func.count())
+            .select_from(runs)
+            .where(
+                runs.c.queue == queue,
+                runs.c.status.in_([s.value for s in ACTIVE]),
+                runs.c.owner.is_not(None),
+                runs.c.lease_expires_at > self._now,
+            )
+        )
+        return int(live.scalar_one())
+
+    @_translated
+    def queued_elsewhere(self, queue: str, workflows: Sequence[str]) -> dict[str, int]:
+        """Queued runs of workflows not in `workflows`, by workflow (left for other workers)."""
+        query = (
+            select(runs.c.workflow, func.count())
+            .where(
+                runs.c.queue == queue,
+                runs.c.status == TransactionState.QUEUED.value,
+                runs.c.workflow.not_in(list(workflows)),
+            )
+            .group_by(runs.c.workflow)
+        )
+        with self._read_engine.connect() as conn:
+            return {name: int(count) for name, count in conn.execute(query)}
+
+    def listen(self, on_notify: Callable[[str], None]) -> Any:
+        """A `Listener` calling `on_notify(queue)` when runs are queued (PostgreSQL), or None."""
+        if self.is_sqlite:
+            return None
+        from flowkit.sqlalchemy.notify import Listener
+
+        return Listener(self.url, on_notify)
+
     # --- signals ----------------------------------------------------------------------------
 
     @_translated
@@ -388,6 +471,10 @@ class SqlStore:
             if isinstance(item, NewRun):
                 cursor.execute(self._sql.start.text, self._sql.start.params(start_values(item)))
                 entry.result = cursor.rowcount == 1
+                if entry.result and item.queue is not None and self._sql.notify is not None:
+                    cursor.execute(
+                        self._sql.notify.text, self._sql.notify.params({"q": item.queue})
+                    )
             else:
                 self._execute_checkpoint(cursor, entry, item)
         cursor.close()

@@ -1,0 +1,5 @@
+"""`python -m flowkit.cli`: the same as the `flowkit` console script."""
+
+from flowkit.cli import main
+
+main()
