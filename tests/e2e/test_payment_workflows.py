@@ -18,9 +18,17 @@ from typing import Any
 import pytest
 from attrs import define, field, frozen
 
-from flowkit import Engine, Registry, RunResult, StepState, TransactionState, Workflow
+from flowkit import (
+    Engine,
+    Registry,
+    RunResult,
+    SimulatedCrash,
+    StepState,
+    TransactionState,
+    Workflow,
+)
 from flowkit.sqlalchemy import SqlStore
-from flowkit.testing import FailurePlan, PlanFaults, StepFailure
+from flowkit.testing import Crash, FailurePlan, PlanFaults, StepFailure
 from payment import (
     CaptureExceedsAuthorized,
     CartNotEligible,
@@ -776,6 +784,37 @@ def test_auto_captured_payment_is_refunded_when_a_later_step_fails(app: App) -> 
     assert [(r.amount, r.note) for r in payment.refunds] == [
         (Decimal("120.00"), REFUNDED_ON_FAILURE)
     ]
+
+
+@pytest.mark.parametrize("scenario", ["approve", "auto_capture"])
+def test_crash_while_undoing_the_payment_is_recovered_once(app: App, scenario: str) -> None:
+    """A process dying after it voided or refunded the payment, before that compensation's
+    checkpoint, is recovered by a fresh engine that voids or refunds nothing twice."""
+    inp, scope = setup_accept(scenario)(app)
+    before = snapshot(app, scope)
+    engine = app.engine()
+    engine.faults["a11"] = PlanFaults(
+        FailurePlan(
+            failures=(StepFailure("authorize-payment-session", attempts=99),),
+            crash=Crash("begin-authorization", "compensate", "before"),
+        )
+    )
+    with pytest.raises(SimulatedCrash):
+        engine.run(accept_payment_workflow, inp, transaction_id="a11")
+    fresh = app.engine()
+    fresh.store.expire_lease("a11")
+    (result,) = fresh.recover()
+    assert gateway_money(app.gateway) == (0, 0)
+    undo = "cancel_payment" if scenario == "approve" else "refund_payment"
+    assert len({c.idempotency_key for c in app.gateway.calls_to(undo)}) == 1
+    if scenario == "approve":
+        assert result.status is TransactionState.REVERTED
+        assert snapshot(app, scope) == before
+    else:  # the refund is kept once; the run then fails on the module bug pinned below
+        (payment,) = app.module.list_payments()
+        assert [r.amount for r in payment.refunds] == [Decimal("120.00")]
+        refused = {e.type_name.rsplit(".", 1)[-1] for e in result.errors[1:]}
+        assert refused == {"PaymentAlreadyAuthorized", "PaymentAlreadyCaptured"}
 
 
 @pytest.mark.xfail(
