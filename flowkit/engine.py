@@ -393,6 +393,15 @@ class Engine:
 
     # --- resuming ---------------------------------------------------------------------------
 
+    def _start_claimed(self, stored: StoredRun, container: Container | None) -> Run:
+        """A queued run a worker just claimed: nothing to rebuild, nothing to count."""
+        run = self._fresh_run(stored, container)
+        if run.deadline is None and run.plan.timeout is not None:
+            run.deadline = time.monotonic() + run.plan.timeout
+        if run.emitter is not None:
+            run.emitter.emit("run_started", events.DEBUG)
+        return run
+
     def _resume(self, stored: StoredRun, container: Container | None) -> Run:
         """Rebuild a claimed run from its log, counting this recovery of its in-flight step."""
         loaded = self.store.load(stored.transaction_id)

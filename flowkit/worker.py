@@ -154,7 +154,7 @@ class Worker:
         )
         self.report.claimed += len(claimed)
         for stored in claimed:
-            self._start(pool, stored)
+            self._start(pool, stored, fresh=True)
         return started + len(claimed)
 
     def _sweep_expired(self, pool: ThreadPoolExecutor) -> int:
@@ -173,22 +173,24 @@ class Worker:
             )
             if claimed is not None:
                 self.report.recovered += 1
-                self._start(pool, claimed)
+                self._start(pool, claimed, fresh=False)
                 taken += 1
         return taken
 
-    def _start(self, pool: ThreadPoolExecutor, stored: StoredRun) -> None:
-        future = pool.submit(self._execute, stored)
+    def _start(self, pool: ThreadPoolExecutor, stored: StoredRun, *, fresh: bool) -> None:
+        future = pool.submit(self._execute, stored, fresh)
         with self._lock:
             self._active.add(future)
         future.add_done_callback(self._done)
 
-    def _execute(self, stored: StoredRun) -> RunResult[Any]:
-        run = self.engine._resume(stored, self.container)
+    def _execute(self, stored: StoredRun, fresh: bool) -> RunResult[Any]:
+        engine = self.engine
+        if fresh:  # claimed from the queue: it has no steps yet
+            run = engine._start_claimed(stored, self.container)
+        else:
+            run = engine._resume(stored, self.container)
         run.stop = self.stop
-        if run.deadline is None and run.plan.timeout is not None:
-            run.deadline = time.monotonic() + run.plan.timeout
-        return self.engine._drive(run)
+        return engine._drive(run)
 
     def _done(self, future: Future[RunResult[Any]]) -> None:
         with self._lock:
