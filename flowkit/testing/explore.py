@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from attrs import frozen
@@ -13,7 +13,7 @@ from hypothesis.control import currently_in_test_context
 
 from flowkit.container import Registry, Scope
 from flowkit.engine import Engine
-from flowkit.exceptions import FlowkitError, SimulatedCrash
+from flowkit.exceptions import FlowkitError, InjectedFailure, SimulatedCrash
 from flowkit.state import RunResult
 from flowkit.store import MemoryStore
 from flowkit.testing.faults import FailurePlan, PlanFaults
@@ -56,6 +56,7 @@ def explore_rollbacks(
     container: Registry | Scope | None = None,
     max_examples: int = 100,
     max_faults: int = 3,
+    errors: Sequence[type[Exception]] = (InjectedFailure,),
     **settings_overrides: Any,
 ) -> None:
     """Run `workflow` under generated failure plans and call `check` after every outcome.
@@ -78,6 +79,8 @@ def explore_rollbacks(
         container: The registry or scope runs and recoveries resolve services from.
         max_examples: How many plans to try.
         max_faults: The most faults in one plan.
+        errors: Exception types an injected step failure raises (instantiated with a
+            message): pass your own to exercise retry policies that only retry some errors.
         settings_overrides: Passed to Hypothesis `settings` (defaults: `deadline=None`,
             `database=None`, `report_multiple_bugs=False`).
 
@@ -88,7 +91,7 @@ def explore_rollbacks(
     """
     if currently_in_test_context():
         raise ExplorationError("explore_rollbacks runs Hypothesis itself: do not call it in @given")
-    strategy = failure_plans(workflow, max_faults=max_faults)
+    strategy = failure_plans(workflow, max_faults=max_faults, errors=errors)
     explorer = _Explorer(workflow, make_input, check, engine_factory, container)
     options: dict[str, Any] = {"deadline": None, "database": None, "report_multiple_bugs": False}
     options.update(settings_overrides)
