@@ -66,17 +66,17 @@ class WorkflowGraph:
     def to_mermaid(self) -> str:
         """Render as a Mermaid `flowchart TD` (paste into GitHub markdown or mermaid.live)."""
         lines = ["flowchart TD", '    start(["start"])']
-        last = _render(self.nodes, lines, ["start"], "", "mermaid")
+        last = _render(self.nodes, lines, [("start", False)], "", "mermaid")
         lines.append('    finish(["end"])')
-        lines.extend(f"    {src} --> finish" for src in last)
+        lines.extend(_edge(src, "finish", False, "mermaid", skip=skip) for src, skip in last)
         return "\n".join(lines) + "\n"
 
     def to_dot(self) -> str:
         """Render as Graphviz `digraph` text."""
         lines = [f'digraph "{self.name}" {{', "    rankdir=TB;", "    start [shape=oval];"]
-        last = _render(self.nodes, lines, ["start"], "", "dot")
+        last = _render(self.nodes, lines, [("start", False)], "", "dot")
         lines.append('    finish [shape=oval, label="end"];')
-        lines.extend(f"    {src} -> finish;" for src in last)
+        lines.extend(_edge(src, "finish", False, "dot", skip=skip) for src, skip in last)
         lines.append("}")
         return "\n".join(lines) + "\n"
 
@@ -91,19 +91,26 @@ def _stages(nodes: tuple[GraphNode, ...]) -> list[list[GraphNode]]:
     return stages
 
 
+Source = tuple[str, bool]  # a node id, and whether reaching on from it skips a `when` branch
+
+
 def _render(
-    nodes: tuple[GraphNode, ...], lines: list[str], sources: list[str], prefix: str, fmt: str
-) -> list[str]:
+    nodes: tuple[GraphNode, ...], lines: list[str], sources: list[Source], prefix: str, fmt: str
+) -> list[Source]:
     for stage in _stages(nodes):
-        ends: list[str] = []
+        ends: list[Source] = []
         for node in stage:
             node_id = _node_id(prefix + node.name)
             lines.append(_declare(node_id, node, fmt))
-            for src in sources:
-                lines.append(_edge(src, node_id, node.conditional, fmt))
-            ends.append(node_id)
+            for src, skip in sources:
+                lines.append(_edge(src, node_id, node.conditional, fmt, skip=skip))
             if node.children:
-                ends[-1:] = _render(node.children, lines, [node_id], f"{prefix}{node.name}/", fmt)
+                child_prefix = f"{prefix}{node.name}/"
+                ends.extend(_render(node.children, lines, [(node_id, False)], child_prefix, fmt))
+            else:
+                ends.append((node_id, False))
+        if all(node.conditional for node in stage):  # when the branch is skipped, flow goes on
+            ends.extend((src, True) for src, _ in sources)
         sources = ends
     return sources
 
@@ -140,11 +147,12 @@ def _declare(node_id: str, node: GraphNode, fmt: str) -> str:
     return f'    {node_id}{open_}"{label}"{close}'
 
 
-def _edge(src: str, dst: str, conditional: bool, fmt: str) -> str:
+def _edge(src: str, dst: str, conditional: bool, fmt: str, *, skip: bool = False) -> str:
+    label = "skipped" if skip else "when" if conditional else ""
     if fmt == "dot":
-        style = ' [style=dashed, label="when"]' if conditional else ""
+        style = f' [style=dashed, label="{label}"]' if label else ""
         return f"    {src} -> {dst}{style};"
-    return f"    {src} -.->|when| {dst}" if conditional else f"    {src} --> {dst}"
+    return f"    {src} -.->|{label}| {dst}" if label else f"    {src} --> {dst}"
 
 
 def build_graph(workflow: Workflow[Any, Any]) -> WorkflowGraph:

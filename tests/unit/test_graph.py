@@ -77,6 +77,8 @@ flowchart TD
     n_tax_a76 -.->|when| n_capture_6e5
     n_sub_2dc[["sub (workflow, compensated)"]]
     n_capture_6e5 --> n_sub_2dc
+    n_fraud_402 -.->|skipped| n_sub_2dc
+    n_tax_a76 -.->|skipped| n_sub_2dc
     n_sub_hold_209["hold (retries 2, compensated)"]
     n_sub_2dc --> n_sub_hold_209
     finish(["end"])
@@ -100,6 +102,8 @@ digraph "checkout" {
     n_tax_a76 -> n_capture_6e5 [style=dashed, label="when"];
     n_sub_2dc [shape=box3d, label="sub (workflow, compensated)"];
     n_capture_6e5 -> n_sub_2dc;
+    n_fraud_402 -> n_sub_2dc [style=dashed, label="skipped"];
+    n_tax_a76 -> n_sub_2dc [style=dashed, label="skipped"];
     n_sub_hold_209 [shape=box, label="hold (retries 2, compensated)"];
     n_sub_2dc -> n_sub_hold_209;
     finish [shape=oval, label="end"];
@@ -144,7 +148,7 @@ def test_step_names_include_nested_steps_and_bound_hooks_only() -> None:
 
 
 def test_to_mermaid_is_pinned() -> None:
-    """`to_mermaid()` renders the exact flowchart (stable node ids, labels, `when` edges)."""
+    """`to_mermaid()` renders the exact flowchart (stable ids, labels, `when` and skip edges)."""
     assert _define_checkout().to_mermaid() == CHECKOUT_MERMAID
 
 
