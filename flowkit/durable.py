@@ -10,7 +10,7 @@ from typing import Any
 from flowkit.codec import Codec
 from flowkit.exceptions import FlowkitError, NotSerializable
 from flowkit.plan import SKIPPED, Plan, PlanNode
-from flowkit.runner import Run, stage_nodes
+from flowkit.run import Run, stage_nodes
 from flowkit.state import (
     RunResult,
     StepError,

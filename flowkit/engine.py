@@ -45,9 +45,8 @@ from flowkit.exceptions import (
 )
 from flowkit.leases import LeaseKeeper
 from flowkit.plan import PlanNode
+from flowkit.run import Faults, Run
 from flowkit.runner import (
-    Faults,
-    Run,
     drive,
     drive_to_end,
     first_fatal_error,
