@@ -20,6 +20,7 @@ __all__ = [
     "currency_digits",
     "from_minor_units",
     "normalize_currency",
+    "quantized",
     "to_amount",
     "to_minor_units",
 ]
@@ -77,6 +78,33 @@ def currency_digits(currency_code: str) -> int:
     return digits
 
 
+@lru_cache(maxsize=512)
+def _cached_quantum(currency_code: str) -> Decimal:
+    return Decimal(1).scaleb(-currency_digits(currency_code))
+
+
+def _quantum(currency_code: object) -> Decimal:
+    """The currency's smallest unit, e.g. ``Decimal("0.01")`` for usd (cached per code).
+
+    Raises:
+        InvalidCurrency: the code is not valid (never cached: it is raised every time).
+    """
+    if isinstance(currency_code, str):
+        return _cached_quantum(currency_code)
+    return _cached_quantum(normalize_currency(currency_code))
+
+
+def quantized(amount: Decimal, currency_code: str) -> Decimal:
+    """Quantize a `Decimal` the module computed from checked amounts (a sum, a difference).
+
+    No parsing and no sign or range check: that is `to_amount`'s job at the boundary.
+
+    Raises:
+        InvalidCurrency: the currency is not valid.
+    """
+    return amount.quantize(_quantum(currency_code), context=_CONTEXT)
+
+
 def _parse(value: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         raise InvalidAmount(
@@ -113,8 +141,8 @@ def to_amount(value: object, currency_code: str, *, positive: bool = True) -> De
             positive where it must be.
         InvalidCurrency: the currency is not valid.
     """
-    digits = currency_digits(currency_code)
-    amount = _parse(value).quantize(Decimal(1).scaleb(-digits), context=_CONTEXT)
+    quantum = _quantum(currency_code)
+    amount = _parse(value).quantize(quantum, context=_CONTEXT)
     if amount < 0 or (positive and amount == 0):
         raise InvalidAmount(f"Amount must be positive, got {amount}", amount=amount)
     return amount

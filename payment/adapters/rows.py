@@ -27,7 +27,6 @@ from payment.domain._json import EMPTY_JSON
 __all__ = ["RecordCodec", "frozen_json_from_text"]
 
 Convert = Callable[[Any], Any]
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's DATETIME storage format on SQLite
 
 
 def frozen_json_from_text(text: str) -> FrozenJson:
@@ -54,11 +53,14 @@ def _json_text(value: FrozenJson) -> str:
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
+    """SQLAlchemy's SQLite DATETIME text (always with microseconds) of the UTC time."""
     if value is None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetimes are not stored: give a timezone")
-    return value.astimezone(UTC).strftime(_SQLITE_TIME)
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _sqlite_time_from_text(text: str | None) -> datetime | None:
@@ -99,17 +101,16 @@ def _enum_value(value: Any) -> Any:
 
 def _converters(
     table: sa.Table, names: Sequence[str], dialect: str
-) -> tuple[list[tuple[int, Convert]], list[tuple[int, Convert]]]:
-    """The (index, encode) and (index, decode) pairs of the columns that need converting."""
+) -> tuple[list[Convert | None], list[tuple[int, Convert]]]:
+    """Each column's encoder (None: unchanged), and the (index, decode) pairs that convert."""
     by_type = _SQLITE if dialect == "sqlite" else _POSTGRES
-    encoders: list[tuple[int, Convert]] = []
+    encoders: list[Convert | None] = []
     decoders: list[tuple[int, Convert]] = []
     for index, name in enumerate(names):
         encode, decode = by_type.get(type(table.c[name].type), (None, None))
         if isinstance(table.c[name].type, sa.String):
             encode = _enum_value  # statuses and states are StrEnums: store their plain value
-        if encode is not None:
-            encoders.append((index, encode))
+        encoders.append(encode)
         if decode is not None:
             decoders.append((index, decode))
     return encoders, decoders
@@ -143,6 +144,7 @@ class RecordCodec:
         self.extra = tuple(extra)
         self._values = attrgetter(*self.columns)
         self._encoders, self._decoders = _converters(table, self.columns, dialect)
+        self._encoding = [(i, f) for i, f in enumerate(self._encoders) if f is not None]
 
     def values(self, record: Any) -> tuple[Any, ...]:
         """The record's column values as they are in the domain (for comparisons)."""
@@ -152,9 +154,14 @@ class RecordCodec:
     def encode(self, record: Any) -> list[Any]:
         """The record's column values as the database stores them, in `columns` order."""
         values = list(self._values(record))
-        for index, encode in self._encoders:
+        for index, encode in self._encoding:
             values[index] = encode(values[index])
         return values
+
+    def encode_at(self, index: int, value: Any) -> Any:
+        """One column's value (by its index in `columns`) as the database stores it."""
+        encode = self._encoders[index]
+        return value if encode is None else encode(value)
 
     def decode(self, row: Sequence[Any], **relations: Any) -> Any:
         """Build the record from a row (`columns` then `extra`), with its relations."""

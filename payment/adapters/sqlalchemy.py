@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 
 from payment.adapters import tables as t
@@ -86,21 +86,26 @@ def _levels(sql: Statements) -> tuple[tuple[TableSql, Callable[[PaymentCollectio
 class SqlPaymentRepository:
     """The reads and writes of one transaction (see `payment.repository.PaymentRepository`).
 
+    Each statement runs on its own cursor, so a read can send all its queries before it
+    fetches any result: on PostgreSQL, where the store runs a transaction in pipeline mode,
+    an aggregate then loads in one round trip; writes are sent with the commit.
+
     Args:
-        cursor: A DBAPI cursor inside an open transaction.
+        connection: A DBAPI connection inside an open transaction.
         sql: The store's compiled statements.
     """
 
-    def __init__(self, cursor: DBAPICursor, sql: Statements) -> None:
-        self._cursor = cursor
+    def __init__(self, connection: DBAPIConnection, sql: Statements) -> None:
+        self._connection = connection
         self._sql = sql
 
-    def _run(self, statement: Sql, *values: Any) -> None:
-        self._cursor.execute(statement.text, statement.args(values))
+    def _send(self, statement: Sql, *values: Any) -> DBAPICursor:
+        cursor = self._connection.cursor()
+        cursor.execute(statement.text, statement.args(values))
+        return cursor
 
     def _all(self, statement: Sql, *values: Any) -> Sequence[Sequence[Any]]:
-        self._cursor.execute(statement.text, statement.args(values))
-        return self._cursor.fetchall()
+        return self._send(statement, *values).fetchall()
 
     def _shaped(
         self, kind: str, filters: Filters, limit: int | None = None, offset: int = 0
@@ -113,19 +118,28 @@ class SqlPaymentRepository:
     def load_collection(
         self, collection_id: str, *, lock: bool = False
     ) -> PaymentCollection | None:
-        """The collection with its sessions and payments; `lock` takes its row locks."""
+        """The collection with its sessions and payments; `lock` takes its row locks.
+
+        The locking query goes first: what the others read is then what the previous holder
+        of the lock committed.
+        """
         sql = self._sql
-        rows = self._all(sql.collection_locked if lock else sql.collection, collection_id)
+        head = self._send(sql.collection_locked if lock else sql.collection, collection_id)
+        sessions = self._send(sql.sessions_of, collection_id)
+        payments = self._send(sql.payments_of_locked if lock else sql.payments_of, collection_id)
+        captures = self._send(sql.captures_of, collection_id)
+        refunds = self._send(sql.refunds_of, collection_id)
+        rows = head.fetchall()
         if not rows:
             return None
-        sessions = tuple(map(sql.sessions.codec.decode, self._all(sql.sessions_of, collection_id)))
-        payment_rows = self._all(sql.payments_of_locked if lock else sql.payments_of, collection_id)
-        payments: tuple[Payment, ...] = ()
-        if payment_rows:
-            captures = self._all(sql.captures_of, collection_id)
-            refunds = self._all(sql.refunds_of, collection_id)
-            payments = tuple(self._payments(payment_rows, captures, refunds))
-        return sql.collections.codec.decode(rows[0], sessions=sessions, payments=payments)  # type: ignore[no-any-return]
+        found: PaymentCollection = sql.collections.codec.decode(
+            rows[0],
+            sessions=tuple(map(sql.sessions.codec.decode, sessions.fetchall())),
+            payments=tuple(
+                self._payments(payments.fetchall(), captures.fetchall(), refunds.fetchall())
+            ),
+        )
+        return found
 
     def _payments(
         self,
@@ -250,16 +264,20 @@ class SqlPaymentRepository:
             removals.append((table, [key for key in old if key not in new]))
         for table, ids in reversed(removals):
             if ids:
-                self._cursor.executemany(table.delete.text, [table.delete.args((i,)) for i in ids])
+                cursor = self._connection.cursor()
+                cursor.executemany(table.delete.text, [table.delete.args((i,)) for i in ids])
 
     def _write_level(self, table: TableSql, old: dict[str, Any], new: dict[str, Any]) -> None:
-        values = table.codec.values
+        cursor = None
         for key, record in new.items():
             previous = old.get(key)
+            if previous is record:
+                continue
+            cursor = cursor or self._connection.cursor()
             if previous is None:
-                self._cursor.execute(table.insert.text, table.insert_args(record))
-            elif previous is not record and values(previous) != values(record):
-                self._cursor.execute(table.update.text, table.update_args(record))
+                cursor.execute(table.insert.text, table.insert_args(record))
+            elif (update := table.update(previous, record)) is not None:
+                cursor.execute(update[0].text, update[1])
 
     # --- the other records --------------------------------------------------------------------
 
@@ -267,7 +285,8 @@ class SqlPaymentRepository:
         """Insert refund reasons."""
         table = self._sql.refund_reasons
         if reasons:
-            self._cursor.executemany(table.insert.text, [table.insert_args(r) for r in reasons])
+            cursor = self._connection.cursor()
+            cursor.executemany(table.insert.text, [table.insert_args(r) for r in reasons])
 
     def list_refund_reasons(
         self, *, ids: Sequence[str] | None = None, codes: Sequence[str] | None = None
@@ -280,7 +299,7 @@ class SqlPaymentRepository:
     def add_account_holder(self, holder: AccountHolder) -> None:
         """Insert an account holder."""
         table = self._sql.holders
-        self._cursor.execute(table.insert.text, table.insert_args(holder))
+        self._connection.cursor().execute(table.insert.text, table.insert_args(holder))
 
     def find_account_holder(self, provider_id: str, customer_id: str) -> AccountHolder | None:
         """The holder of a customer at a provider."""
@@ -303,12 +322,10 @@ class SqlPaymentRepository:
 
     def set_provider_enabled(self, provider_id: str, is_enabled: bool) -> None:
         """Enable or disable a provider (insert the row the first time)."""
-        self._run(self._sql.set_provider, is_enabled, provider_id)
-        if not self._cursor.rowcount:
+        if not self._all(self._sql.set_provider, is_enabled, provider_id):
+            table = self._sql.providers
             info = PaymentProviderInfo(provider_id, is_enabled)
-            self._cursor.execute(
-                self._sql.providers.insert.text, self._sql.providers.insert_args(info)
-            )
+            self._connection.cursor().execute(table.insert.text, table.insert_args(info))
 
 
 class SqlPaymentStore:
@@ -331,8 +348,8 @@ class SqlPaymentStore:
     @contextmanager
     def read(self) -> Iterator[SqlPaymentRepository]:
         """A read-only transaction."""
-        with self._transaction(write=False) as cursor:
-            yield SqlPaymentRepository(cursor, self._sql)
+        with self._transaction(write=False) as connection:
+            yield SqlPaymentRepository(connection, self._sql)
 
     @contextmanager
     def write(self) -> Iterator[SqlPaymentRepository]:
@@ -342,35 +359,34 @@ class SqlPaymentStore:
             DuplicateKey: a unique key was hit (the transaction was rolled back).
         """
         try:
-            with self._transaction(write=True) as cursor:
-                yield SqlPaymentRepository(cursor, self._sql)
+            with self._transaction(write=True) as connection:
+                yield SqlPaymentRepository(connection, self._sql)
         except self._integrity_error as error:
             if _is_unique_violation(error):
                 raise DuplicateKey(str(error)[:300]) from error
             raise
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[DBAPICursor]:
-        connection = self.engine.raw_connection()
+    def _transaction(self, *, write: bool) -> Iterator[DBAPIConnection]:
+        pooled = self.engine.raw_connection()
+        connection: Any = pooled.dbapi_connection
         snapshot = not write and not self._is_sqlite
         try:
             if snapshot:
-                connection.driver_connection.isolation_level = _REPEATABLE_READ  # type: ignore[union-attr]
-            cursor = connection.cursor()
+                connection.isolation_level = _REPEATABLE_READ
             try:
-                if self._is_sqlite:
-                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                yield cursor
-                connection.commit()
+                with nullcontext() if self._is_sqlite else connection.pipeline():
+                    if self._is_sqlite:
+                        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    yield connection
+                    connection.commit()
             except BaseException as error:
-                self._abandon(connection, error)
+                self._abandon(pooled, error)
                 raise
-            finally:
-                cursor.close()
         finally:
-            if snapshot and connection.driver_connection is not None:
-                connection.driver_connection.isolation_level = None
-            connection.close()
+            if snapshot and not connection.closed:
+                connection.isolation_level = None
+            pooled.close()
 
     def _abandon(self, connection: PoolProxiedConnection, error: BaseException) -> None:
         """Roll back; a connection the error broke (or that cannot roll back) is discarded."""

@@ -76,7 +76,10 @@ def _bind(name: str) -> sa.BindParameter[Any]:
 
 
 class TableSql:
-    """A table's codec with its INSERT, UPDATE-by-id and DELETE-by-id statements.
+    """A table's codec with its INSERT, DELETE-by-id and UPDATE-by-id statements.
+
+    An UPDATE sets only the columns that changed: one statement per set of changed columns,
+    compiled when first needed (a capture changes its state, a payment its capture time).
 
     Args:
         codec: The table and its record type.
@@ -86,24 +89,39 @@ class TableSql:
     def __init__(self, codec: RecordCodec, dialect: Dialect) -> None:
         table, columns = codec.table, codec.columns
         self.codec = codec
+        self._dialect = dialect
         self.insert = Sql(table.insert().values({c: _bind(c) for c in columns}), dialect, columns)
-        changed = columns[1:]
-        update = (
-            table.update()
-            .where(table.c.id == _bind("row_id"))
-            .values({c: _bind(c) for c in changed})
-        )
-        self.update = Sql(update, dialect, (*changed, "row_id"))
         self.delete = Sql(table.delete().where(table.c.id == _bind("row_id")), dialect, ["row_id"])
+        self._updates: dict[tuple[int, ...], Sql] = {}
 
     def insert_args(self, record: Any) -> Any:
         """The INSERT parameters of a record."""
         return self.insert.args(self.codec.encode(record))
 
-    def update_args(self, record: Any) -> Any:
-        """The UPDATE parameters of a record (every column but the id, then the id)."""
-        values = self.codec.encode(record)
-        return self.update.args((*values[1:], values[0]))
+    def update(self, old: Any, new: Any) -> tuple[Sql, Any] | None:
+        """The UPDATE of the columns that differ between two versions of a row, if any.
+
+        Returns:
+            The statement and its parameters, or None when no column changed.
+        """
+        before, after = self.codec.values(old), self.codec.values(new)
+        changed = tuple(
+            i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a is not b and a != b
+        )
+        if not changed:
+            return None
+        statement = self._updates.get(changed) or self._compile_update(changed)
+        encode = self.codec.encode_at
+        return statement, statement.args((*(encode(i, after[i]) for i in changed), after[0]))
+
+    def _compile_update(self, changed: tuple[int, ...]) -> Sql:
+        table, names = self.codec.table, [self.codec.columns[i] for i in changed]
+        update = table.update().where(table.c.id == _bind("row_id"))
+        statement = Sql(
+            update.values({n: _bind(n) for n in names}), self._dialect, [*names, "row_id"]
+        )
+        self._updates[changed] = statement  # a race compiles it twice, harmlessly
+        return statement
 
     def select(self, *extra: sa.ColumnElement[Any]) -> sa.Select[Any]:
         """``SELECT`` of the record's columns in field order, then `extra` ones."""
@@ -192,7 +210,10 @@ class Statements:
         )
         self.provider_states = self._one(self.providers.select().order_by(pr.c.id))
         self.set_provider = Sql(
-            pr.update().where(pr.c.id == _bind("id")).values(is_enabled=_bind("on")),
+            pr.update()
+            .where(pr.c.id == _bind("id"))
+            .values(is_enabled=_bind("on"))
+            .returning(pr.c.id),
             self.dialect,
             ["on", "id"],
         )

@@ -29,7 +29,7 @@ from payment.exceptions import (
     PaymentAlreadyAuthorized,
     PaymentCanceled,
 )
-from payment.money import normalize_currency, to_amount
+from payment.money import normalize_currency, quantized, to_amount
 
 __all__ = ["PaymentCollection"]
 
@@ -401,9 +401,9 @@ class PaymentCollection:
         refunded = sum((p.refunded_amount for p in self.payments), ZERO)
         return evolve(
             self,
-            authorized_amount=to_amount(authorized, self.currency_code, positive=False),
-            captured_amount=to_amount(captured, self.currency_code, positive=False),
-            refunded_amount=to_amount(refunded, self.currency_code, positive=False),
+            authorized_amount=quantized(authorized, self.currency_code),
+            captured_amount=quantized(captured, self.currency_code),
+            refunded_amount=quantized(refunded, self.currency_code),
             status=self._status(authorized, captured),
         )
 
