@@ -4,19 +4,23 @@ The public surface is re-exported here; the modules behind it are private.
 """
 
 from flowkit.container import Registry, Scope
-from flowkit.engine import Engine, RecoveryReport, SkippedRun
+from flowkit.continuations import RecoveryReport, SkippedRun
+from flowkit.engine import Engine
 from flowkit.events import Event
 from flowkit.exceptions import (
     CompensationFailed,
     DefinitionError,
     FlowkitError,
+    IncompatibleRun,
     InjectedFailure,
     LeaseLost,
     NotSerializable,
     PermanentFailure,
+    ProcessKilled,
     RunNotFound,
     SchemaMismatch,
     ServiceNotFound,
+    SignalledFailure,
     SimulatedCrash,
     StepNotWaiting,
     StepTimeout,
@@ -25,6 +29,7 @@ from flowkit.exceptions import (
     TransactionConflict,
     TransactionInProgress,
     UnknownQueue,
+    UnknownWorkflow,
     WorkflowTimeout,
 )
 from flowkit.refs import Ref, create_hook, parallelize, transform, when
@@ -41,11 +46,13 @@ __all__ = [
     "Engine",
     "Event",
     "FlowkitError",
+    "IncompatibleRun",
     "InjectedFailure",
     "LeaseLost",
     "MemoryStore",
     "NotSerializable",
     "PermanentFailure",
+    "ProcessKilled",
     "Queue",
     "RecoveryReport",
     "Ref",
@@ -57,6 +64,7 @@ __all__ = [
     "SchemaMismatch",
     "Scope",
     "ServiceNotFound",
+    "SignalledFailure",
     "SimulatedCrash",
     "SkippedRun",
     "Step",
@@ -73,6 +81,7 @@ __all__ = [
     "TransactionInProgress",
     "TransactionState",
     "UnknownQueue",
+    "UnknownWorkflow",
     "WorkReport",
     "Workflow",
     "WorkflowResponse",

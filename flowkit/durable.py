@@ -8,28 +8,22 @@ from collections.abc import Iterator
 from typing import Any
 
 from flowkit.codec import Codec
-from flowkit.exceptions import FlowkitError, NotSerializable
+from flowkit.exceptions import IncompatibleRun
 from flowkit.plan import SKIPPED, Plan, PlanNode
 from flowkit.run import Run, stage_nodes
 from flowkit.state import (
-    RunResult,
     StepError,
-    StepRecord,
     StepState,
     TransactionState,
 )
 from flowkit.step import StepContext
-from flowkit.store import Checkpoint, RunUpdate, Store, StoredRun, StoredStep
+from flowkit.store import Checkpoint, RunUpdate, Store, StoredStep
 
 _OUTPUT_STATES = frozenset({StepState.DONE, StepState.WAITING})
 _COMP_STATES = frozenset({StepState.DONE, StepState.WAITING, StepState.TIMEOUT, StepState.FAILED})
 _SKIPPED_STATES = frozenset({StepState.SKIPPED, StepState.SKIPPED_FAILURE})
 _HARD_FAILED = frozenset({StepState.FAILED, StepState.TIMEOUT})
 _SETTLED = frozenset({StepState.DONE, StepState.SKIPPED, StepState.SKIPPED_FAILURE})
-
-
-class IncompatibleRun(FlowkitError):
-    """A stored run has checkpoints of steps the registered workflow no longer has."""
 
 
 class StoreJournal:
@@ -410,81 +404,3 @@ def _descend(run: Run, node: PlanNode) -> tuple[Run, PlanNode]:
         if found is not None:
             return found
     return run, node
-
-
-# --- results read back from a store ------------------------------------------------------------
-
-
-def stored_result(stored: StoredRun, steps: list[StoredStep], codec: Codec) -> RunResult[Any]:
-    """The `RunResult` of a stored run (errors carry no exception objects)."""
-    status = TransactionState(stored.status)
-    return RunResult(
-        result=codec.loads(stored.output) if status is TransactionState.DONE else None,
-        status=status,
-        errors=decode_errors(stored.errors),
-        transaction_id=stored.transaction_id,
-        workflow=stored.workflow,
-        is_partially_completed=any(
-            s.status == StepState.FAILED for s in steps if s.action == "invoke"
-        )
-        and status is TransactionState.DONE,
-        steps=lambda: step_records(steps),
-    )
-
-
-def decode_errors(text: str) -> list[StepError]:
-    """Errors of a run row."""
-    return [
-        StepError(step, action, kind, message, None, fatal)
-        for step, action, kind, message, fatal in json.loads(text)
-    ]
-
-
-def step_records(steps: list[StoredStep]) -> dict[str, StepRecord]:
-    """Per-step records folded from a step log (the latest row of each step wins)."""
-    records: dict[str, StepRecord] = {}
-    for row in steps:
-        previous = records.get(row.step)
-        if row.action == "invoke":
-            state = StepState(row.status)
-            records[row.step] = StepRecord(
-                row.step,
-                state,
-                row.attempt,
-                _dt(row.started_at),
-                _dt(row.ended_at),
-                previous.compensated_at if previous else None,
-                state,
-            )
-        else:
-            base = previous or StepRecord(row.step, StepState.NOT_STARTED)
-            records[row.step] = StepRecord(
-                row.step,
-                StepState(row.status),
-                base.attempts,
-                base.started_at,
-                base.ended_at,
-                _dt(row.ended_at),
-                base.invoke_state,
-            )
-    return records
-
-
-def _dt(timestamp: float | None) -> Any:
-    from datetime import UTC, datetime
-
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
-
-
-def encode_or_fail(codec: Codec, value: Any, where: str) -> str:
-    """Encode a value a run is about to start with.
-
-    Raises:
-        NotSerializable: it cannot be stored.
-    """
-    try:
-        return codec.dumps(value, where)
-    except NotSerializable:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise NotSerializable(type(value).__qualname__, where, str(exc)) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -13,53 +12,37 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-import structlog
-
-from flowkit import events
+from flowkit import continuations, events
 from flowkit.codec import Codec
 from flowkit.container import Registry, Scope
+from flowkit.continuations import RecoveryReport
 from flowkit.durable import (
-    IncompatibleRun,
     StoreJournal,
-    decode_errors,
-    find_node,
-    inflight,
-    locate,
     position,
-    rebuild,
-    step_records,
-    stored_result,
 )
 from flowkit.events import Subscription
 from flowkit.exceptions import (
     DefinitionError,
-    FlowkitError,
     LeaseLost,
-    RunNotFound,
     SimulatedCrash,
-    StepNotWaiting,
-    StoredError,
     TransactionConflict,
     TransactionInProgress,
     UnknownQueue,
+    UnknownWorkflow,
 )
 from flowkit.leases import LeaseKeeper
-from flowkit.plan import PlanNode
+from flowkit.reading import raise_any, record_of, stored_result
 from flowkit.run import Faults, Run
 from flowkit.runner import (
     drive,
     drive_to_end,
-    first_fatal_error,
     new_transaction_id,
-    raise_for,
 )
-from flowkit.state import RunRecord, RunResult, StepState, TransactionState
+from flowkit.state import RunRecord, RunResult, TransactionState
 from flowkit.store import (
     ACTIVE,
-    Checkpoint,
     MemoryStore,
     NewRun,
-    RunUpdate,
     Signal,
     Store,
     StoredRun,
@@ -67,43 +50,11 @@ from flowkit.store import (
 from flowkit.worker import Queue, Worker, WorkReport, queue_map
 from flowkit.workflow import Workflow
 
-__all__ = ["Engine", "RecoveryReport", "SkippedRun"]
+__all__ = ["Engine"]
 
 T = TypeVar("T")
 Container = Registry | Scope
 _CLAIMABLE_FOR_CANCEL = (TransactionState.DONE, TransactionState.WAITING, *ACTIVE)
-
-
-class UnknownWorkflow(FlowkitError, LookupError):
-    """A stored run belongs to a workflow this engine does not hold."""
-
-
-class SkippedRun:
-    """A run `recover()` left alone, and why.
-
-    Attributes:
-        transaction_id: The run's id.
-        workflow: Its workflow's name.
-        reason: Why it was not recovered.
-    """
-
-    __slots__ = ("reason", "transaction_id", "workflow")
-
-    def __init__(self, transaction_id: str, workflow: str, reason: str) -> None:
-        self.transaction_id = transaction_id
-        self.workflow = workflow
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"SkippedRun({self.transaction_id!r}, {self.workflow!r}, {self.reason!r})"
-
-
-class RecoveryReport(list[RunResult[Any]]):
-    """The results of the runs `recover()` finished; `skipped` lists the ones it left alone."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.skipped: list[SkippedRun] = []
 
 
 class Engine:
@@ -285,16 +236,7 @@ class Engine:
         event_group_id: str | None,
         deadline: float | None,
     ) -> Run:
-        run = Run(
-            workflow.plan,
-            input,
-            tx,
-            container if container is not None else self.container,
-            event_group_id=event_group_id,
-            emitter=events.emitter_for(workflow.name, tx, self._subscriptions),
-            journal=StoreJournal(self.store, self.codec, tx, self.owner),
-            faults=self.faults.get(tx),
-        )
+        run = self._make_run(workflow, input, tx, container, event_group_id)
         if run.emitter is not None:
             run.emitter.emit("run_started", events.DEBUG)
         return run
@@ -315,7 +257,7 @@ class Engine:
         claimed = self.store.claim(tx, self.owner, self.lease_seconds, (status,))
         if claimed is None:
             raise TransactionInProgress(tx, stored.owner)
-        return self._resume(claimed, container)
+        return continuations.resume(self, claimed, container)
 
     # --- queues -----------------------------------------------------------------------------
 
@@ -392,35 +334,6 @@ class Engine:
 
     # --- resuming ---------------------------------------------------------------------------
 
-    def _start_claimed(self, stored: StoredRun, container: Container | None) -> Run:
-        """A queued run a worker just claimed: nothing to rebuild, nothing to count."""
-        run = self._fresh_run(stored, container)
-        if run.deadline is None and run.plan.timeout is not None:
-            run.deadline = time.monotonic() + run.plan.timeout
-        if run.emitter is not None:
-            run.emitter.emit("run_started", events.DEBUG)
-        return run
-
-    def _resume(self, stored: StoredRun, container: Container | None) -> Run:
-        """Rebuild a claimed run from its log, counting this recovery of its in-flight step."""
-        loaded = self.store.load(stored.transaction_id)
-        assert loaded is not None
-        stored, steps = loaded
-        run = self._fresh_run(stored, container)
-        try:
-            compensating = stored.status == TransactionState.COMPENSATING
-            rebuild(run, steps, self.codec, compensating=compensating)
-        except IncompatibleRun:
-            release = Checkpoint(stored.transaction_id, self.owner, (), RunUpdate(release=True))
-            self.store.write(release)
-            raise
-        if stored.status == TransactionState.QUEUED:  # run() of a queued id starts it here
-            journal = run.journal
-            assert isinstance(journal, StoreJournal)
-            journal.note(RunUpdate(status=TransactionState.INVOKING))
-        self._count_recovery(run, stored)
-        return run
-
     def _held(self, stored: StoredRun) -> Workflow[Any, Any]:
         """The workflow of a stored run (checked before claiming it).
 
@@ -436,37 +349,34 @@ class Engine:
         return workflow
 
     def _fresh_run(self, stored: StoredRun, container: Container | None) -> Run:
+        """A new `Run` of a stored run (its steps not loaded yet), owned by this engine."""
         workflow = self._held(stored)
-        tx = stored.transaction_id
-        run = Run(
-            workflow.plan,
-            self.codec.loads(stored.input),
-            tx,
-            container if container is not None else self.container,
-            event_group_id=stored.event_group_id,
-            emitter=events.emitter_for(workflow.name, tx, self._subscriptions),
-            journal=StoreJournal(self.store, self.codec, tx, self.owner),
-            faults=self.faults.get(tx),
-        )
+        run = self._make_run(
+            workflow, self.codec.loads(stored.input), stored.transaction_id, container,
+            stored.event_group_id,
+        )  # fmt: skip
         if stored.deadline is not None:
             run.deadline = time.monotonic() + (stored.deadline - time.time())
         return run
 
-    def _count_recovery(self, run: Run, stored: StoredRun) -> None:
-        """Each resume of the same in-flight step counts; past its retries, it fails for good."""
-        found = inflight(run)
-        if found is None:
-            return
-        target, node = found
-        name = target.full_name(node)
-        count = stored.recoveries + 1 if stored.recovery_step == name else 1
-        journal = run.journal
-        assert isinstance(journal, StoreJournal)
-        journal.note(RunUpdate(recoveries=count, recovery_step=name))
-        limit = (node.retry.max_retries if node.retry else 0) + 1
-        if count > limit:
-            _give_up(target, node, count)
-            position(run)
+    def _make_run(
+        self,
+        workflow: Workflow[Any, Any],
+        input: Any,
+        tx: str,
+        container: Container | None,
+        event_group_id: str | None,
+    ) -> Run:
+        return Run(
+            workflow.plan,
+            input,
+            tx,
+            container if container is not None else self.container,
+            event_group_id=event_group_id,
+            emitter=events.emitter_for(workflow.name, tx, self._subscriptions),
+            journal=StoreJournal(self.store, self.codec, tx, self.owner),
+            faults=self.faults.get(tx),
+        )
 
     # --- driving ----------------------------------------------------------------------------
 
@@ -503,7 +413,7 @@ class Engine:
         assert isinstance(journal, StoreJournal)
         signals, journal.taken = journal.taken, []
         for signal in signals:
-            self._apply_signal(run, signal, consume=False)
+            continuations.apply_signal(self, run, signal)
         position(run)
 
     # --- signals ----------------------------------------------------------------------------
@@ -530,7 +440,9 @@ class Engine:
             NotSerializable: the output cannot be stored.
         """
         payload = self.codec.dumps(output, f"the output given to step {step!r}")
-        return self._signal(transaction_id, Signal(step, "success", payload), container)
+        return continuations.signal(
+            self, transaction_id, Signal(step, "success", payload), container
+        )
 
     def set_step_failure(
         self,
@@ -547,67 +459,9 @@ class Engine:
         """
         type_name = _type_name(error) if isinstance(error, BaseException) else "StepFailed"
         payload = self.codec.dumps([type_name, str(error)])
-        return self._signal(transaction_id, Signal(step, "failure", payload), container)
-
-    def _signal(self, tx: str, signal: Signal, container: Container | None) -> RunResult[Any]:
-        for _ in range(20):  # a lost race re-reads the run; it settles in a step or two
-            stored = self.store.get_run(tx)
-            if stored is None:
-                raise RunNotFound(tx)
-            state = self._signal_target_state(stored, signal.step)
-            status = TransactionState(stored.status)
-            if state is StepState.WAITING and status is TransactionState.WAITING:
-                claimed = self.store.claim(tx, self.owner, self.lease_seconds, (status,))
-                if claimed is not None:
-                    return self._continue_signalled(claimed, signal, container)
-                continue
-            if state is not None and state is not StepState.WAITING:
-                raise StepNotWaiting(tx, signal.step, f"it is {state.value}")
-            if status.is_finished:
-                raise StepNotWaiting(tx, signal.step, f"the run is {status.value}")
-            outcome = self.store.put_signal(tx, signal)
-            if outcome == "duplicate":
-                raise StepNotWaiting(tx, signal.step, "it was already signalled")
-            if outcome == "stored":
-                return self._stored_result(tx)
-        raise TransactionInProgress(tx, None)
-
-    def _signal_target_state(self, stored: StoredRun, step: str) -> StepState | None:
-        workflow = self._held(stored)
-        node = find_node(workflow.plan, step)
-        if node is None:
-            raise RunNotFound(stored.transaction_id, step)
-        if not node.async_completion:
-            raise StepNotWaiting(stored.transaction_id, step, "it is not an async_completion step")
-        loaded = self.store.load(stored.transaction_id)
-        assert loaded is not None
-        states = step_records(loaded[1])
-        record = states.get(step)
-        return record.state if record is not None else None
-
-    def _continue_signalled(
-        self, stored: StoredRun, signal: Signal, container: Container | None
-    ) -> RunResult[Any]:
-        run = self._resume(stored, container)
-        self._apply_signal(run, signal, consume=True)
-        position(run)
-        return self._drive(run)
-
-    def _apply_signal(self, run: Run, signal: Signal, *, consume: bool) -> None:
-        target, node = locate(run, signal.step)
-        i = node.index
-        if signal.kind == "success":
-            output = self.codec.loads(signal.payload)
-            target.outputs[i] = output
-            if target.comp_inputs[i] is None:
-                target.comp_inputs[i] = output
-            target.states[i] = StepState.DONE
-            target.ended[i] = time.time()
-            assert run.journal is not None
-            run.journal.invoked(target, node, None)
-            return
-        type_name, message = self.codec.loads(signal.payload)
-        target.fail(node, SignalledFailure(type_name, message), comp_input=target.comp_inputs[i])
+        return continuations.signal(
+            self, transaction_id, Signal(step, "failure", payload), container
+        )
 
     # --- continuations ----------------------------------------------------------------------
 
@@ -621,26 +475,7 @@ class Engine:
         Returns:
             The results of the recovered runs (never re-raising their failures).
         """
-        report = RecoveryReport()
-        for stored in self.store.expired(limit):
-            if stored.workflow not in self._workflows:
-                report.skipped.append(
-                    SkippedRun(stored.transaction_id, stored.workflow, "unknown workflow")
-                )
-                continue
-            claimed = self.store.claim(
-                stored.transaction_id, self.owner, self.lease_seconds, (stored.status,)
-            )
-            if claimed is None:
-                continue
-            try:
-                run = self._resume(claimed, container)
-            except IncompatibleRun as exc:
-                report.skipped.append(SkippedRun(stored.transaction_id, stored.workflow, str(exc)))
-                continue
-            report.append(self._drive(run))
-        _log_skipped(report.skipped)
-        return report
+        return continuations.recover(self, container, limit)
 
     def cancel(self, transaction_id: str, *, container: Container | None = None) -> RunResult[Any]:
         """Compensate a `done` or `waiting` run; returns the reverted (or failed) result.
@@ -649,23 +484,7 @@ class Engine:
             RunNotFound: no such run.
             TransactionInProgress: a live engine is executing it.
         """
-        stored = self.store.get_run(transaction_id)
-        if stored is None:
-            raise RunNotFound(transaction_id)
-        status = TransactionState(stored.status)
-        if status in (TransactionState.REVERTED, TransactionState.FAILED):
-            return self._stored_result(transaction_id)
-        self._held(stored)
-        claimed = self.store.claim(transaction_id, self.owner, self.lease_seconds, (status,))
-        if claimed is None:
-            raise TransactionInProgress(transaction_id, stored.owner)
-        run = self._resume(claimed, container)
-        run.status = TransactionState.COMPENSATING
-        run.next_stage = len(run.plan.stages)
-        journal = run.journal
-        assert isinstance(journal, StoreJournal)
-        journal.note(RunUpdate(status=TransactionState.COMPENSATING))
-        return self._drive(run)
+        return continuations.cancel(self, transaction_id, container)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -680,7 +499,7 @@ class Engine:
         loaded = self.store.load(transaction_id)
         if loaded is None:
             return None
-        return self._record(*loaded, decode=decode)
+        return record_of(loaded[0], loaded[1], self.codec, decode=decode)
 
     def list(
         self,
@@ -701,7 +520,7 @@ class Engine:
             since.timestamp() if since is not None else None,
             limit,
         )
-        return [self._record(row, None, decode=decode) for row in rows]
+        return [record_of(row, None, self.codec, decode=decode) for row in rows]
 
     def purge(self, older_than: timedelta | None = None) -> int:
         """Delete finished runs last updated more than `older_than` (default: retention) ago.
@@ -723,25 +542,6 @@ class Engine:
         loaded = self.store.load(transaction_id)
         assert loaded is not None
         return stored_result(loaded[0], loaded[1], self.codec)
-
-    def _record(
-        self, stored: StoredRun, steps: Sequence[Any] | None, *, decode: bool = True
-    ) -> RunRecord:
-        loads = self.codec.loads if decode else _raw_json
-        return RunRecord(
-            transaction_id=stored.transaction_id,
-            workflow=stored.workflow,
-            status=TransactionState(stored.status),
-            input=loads(stored.input),
-            output=loads(stored.output),
-            errors=tuple(decode_errors(stored.errors)),
-            steps=step_records(list(steps)) if steps is not None else {},
-            owner=stored.owner,
-            lease_expires_at=_datetime(stored.lease_expires_at),
-            created_at=_datetime(stored.created_at) or datetime.fromtimestamp(0),
-            updated_at=_datetime(stored.updated_at) or datetime.fromtimestamp(0),
-            queue=stored.queue,
-        )
 
     # --- leases and lifetime ----------------------------------------------------------------
 
@@ -768,30 +568,6 @@ class Engine:
         return f"<Engine {self.owner!r} workflows={sorted(self._workflows)}>"
 
 
-class SignalledFailure(FlowkitError):
-    """The error given to `set_step_failure`, as the waiting step's failure.
-
-    Attributes:
-        type_name: The type name of the error that was signalled.
-    """
-
-    def __init__(self, type_name: str, message: str) -> None:
-        self.type_name = type_name
-        super().__init__(message)
-
-
-def raise_any(result: RunResult[Any]) -> None:
-    """Raise for a reverted or failed result, in-process (`raise_for`) or stored (`StoredError`)."""
-    if result.status not in (TransactionState.REVERTED, TransactionState.FAILED):
-        return
-    if any(e.exception is not None for e in result.errors):
-        raise_for(result)
-    if not result.errors:
-        raise StoredError(None, "unknown", f"run {result.transaction_id!r} is {result.status}")
-    first = first_fatal_error(result)
-    raise StoredError(first.step, first.type_name, first.message)
-
-
 def _same_run(stored: StoredRun, workflow: Workflow[Any, Any], encoded: str) -> None:
     """Raise `TransactionConflict` unless a stored run has this workflow and input."""
     tx = stored.transaction_id
@@ -813,32 +589,6 @@ def _check_durable_names(workflow: Workflow[Any, Any]) -> None:
             _check_durable_names(node.child)
 
 
-def _give_up(run: Run, node: PlanNode, count: int) -> None:
-    """Fail (or fail to compensate) a step whose process died `count` times in a row."""
-    error = ProcessKilled(
-        f"step {run.full_name(node)!r} was in flight when its process died {count - 1} times"
-    )
-    if run.status is TransactionState.COMPENSATING:
-        run.states[node.index] = StepState.COMPENSATION_FAILED
-        run.errors.append(_step_error(run.full_name(node), "compensate", error))
-        run.comp_failed = True
-        assert run.journal is not None
-        run.journal.compensated(run, node, None)
-        return
-    run.begin(node, count)
-    run.fail(node, error)
-
-
-class ProcessKilled(FlowkitError):
-    """A step was in flight in more dead processes than its retries allow."""
-
-
-def _step_error(step: str, action: Any, exc: BaseException) -> Any:
-    from flowkit.state import StepError
-
-    return StepError.from_exception(step, action, exc)
-
-
 def _taken(run: Run) -> bool:
     journal = run.journal
     return isinstance(journal, StoreJournal) and bool(journal.taken)
@@ -854,25 +604,3 @@ def _type_name(exc: BaseException) -> str:
     from flowkit.state import type_name_of
 
     return type_name_of(exc)
-
-
-def _raw_json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _datetime(timestamp: float | None) -> datetime | None:
-    from datetime import UTC
-
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
-
-
-def _log_skipped(skipped: list[SkippedRun]) -> None:
-    if skipped and structlog.is_configured():
-        logger = structlog.get_logger("flowkit")
-        for run in skipped:
-            logger.warning(
-                "run_not_recovered",
-                transaction_id=run.transaction_id,
-                workflow=run.workflow,
-                reason=run.reason,
-            )

@@ -12,6 +12,10 @@ The tree (each class also subclasses the builtin a caller would naturally catch)
     ├── StoredError                          a finished run's error, read back from a store
     ├── NotSerializable (TypeError)          a value a durable run cannot store
     ├── RunNotFound (LookupError)            no run (or no such step) under that id
+    ├── UnknownWorkflow (LookupError)        a stored run of a workflow the engine does not hold
+    ├── IncompatibleRun                      a run has checkpoints of steps its workflow lacks
+    ├── SignalledFailure                     the error given to set_step_failure
+    ├── ProcessKilled                        a step was in flight in too many dead processes
     ├── TransactionInProgress                another live engine owns that run
     ├── TransactionConflict (ValueError)     same id, another workflow or input
     ├── LeaseLost                            this engine no longer owns the run
@@ -33,13 +37,16 @@ __all__ = [
     "CompensationFailed",
     "DefinitionError",
     "FlowkitError",
+    "IncompatibleRun",
     "InjectedFailure",
     "LeaseLost",
     "NotSerializable",
     "PermanentFailure",
+    "ProcessKilled",
     "RunNotFound",
     "SchemaMismatch",
     "ServiceNotFound",
+    "SignalledFailure",
     "SimulatedCrash",
     "StepNotWaiting",
     "StepTimeout",
@@ -48,6 +55,7 @@ __all__ = [
     "TransactionConflict",
     "TransactionInProgress",
     "UnknownQueue",
+    "UnknownWorkflow",
     "WorkflowTimeout",
 ]
 
@@ -184,6 +192,30 @@ class RunNotFound(FlowkitError, LookupError):
             super().__init__(f"no run with transaction id {transaction_id!r}")
         else:
             super().__init__(f"run {transaction_id!r} has no step {step!r}")
+
+
+class UnknownWorkflow(FlowkitError, LookupError):
+    """A stored run belongs to a workflow this engine does not hold."""
+
+
+class IncompatibleRun(FlowkitError):
+    """A stored run has checkpoints of steps the registered workflow no longer has."""
+
+
+class SignalledFailure(FlowkitError):
+    """The error given to `set_step_failure`, as the waiting step's failure.
+
+    Attributes:
+        type_name: The type name of the error that was signalled.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        self.type_name = type_name
+        super().__init__(message)
+
+
+class ProcessKilled(FlowkitError):
+    """A step was in flight in more dead processes than its retries allow."""
 
 
 class TransactionInProgress(FlowkitError):

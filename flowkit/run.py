@@ -11,7 +11,6 @@ import asyncio
 import time
 from collections.abc import Coroutine, Sequence
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from flowkit import events
@@ -28,6 +27,7 @@ from flowkit.state import (
     StepRecord,
     StepState,
     TransactionState,
+    datetime_of,
 )
 from flowkit.step import StepContext, StepResponse
 
@@ -351,9 +351,9 @@ class Run:
                 self.full_name(node),
                 state,
                 self.attempts[i],
-                _datetime(self.started[i]),
-                _datetime(self.ended[i]),
-                _datetime(self.compensated_at[i]) if self.compensated_at else None,
+                datetime_of(self.started[i]),
+                datetime_of(self.ended[i]),
+                datetime_of(self.compensated_at[i]) if self.compensated_at else None,
                 None if invoked is StepState.NOT_STARTED else invoked,
             )
             child = self.children.get(i) if self.children else None
@@ -372,10 +372,6 @@ class Run:
             is_partially_completed=self.partial,
             steps=self.step_records,
         )
-
-
-def _datetime(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
 # --- driving coroutines ---------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from attrs import field, frozen
@@ -213,6 +213,11 @@ class RunRecord:
     created_at: datetime
     updated_at: datetime
     queue: str | None = None
+
+
+def datetime_of(timestamp: float | None) -> datetime | None:
+    """A UTC `datetime` from seconds since the epoch (None stays None)."""
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
 def type_name_of(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from attrs import define, field, frozen
 
+from flowkit import continuations
 from flowkit.exceptions import DefinitionError
 from flowkit.state import RunResult, TransactionState
 from flowkit.store import StoredRun
@@ -186,9 +187,9 @@ class Worker:
     def _execute(self, stored: StoredRun, fresh: bool) -> RunResult[Any]:
         engine = self.engine
         if fresh:  # claimed from the queue: it has no steps yet
-            run = engine._start_claimed(stored, self.container)
+            run = continuations.start_claimed(engine, stored, self.container)
         else:
-            run = engine._resume(stored, self.container)
+            run = continuations.resume(engine, stored, self.container)
         run.stop = self.stop
         return engine._drive(run)
 

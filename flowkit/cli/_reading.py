@@ -7,18 +7,14 @@ project, a class was renamed), the values are shown as stored, in tagged JSON, w
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from attrs import frozen
 
-from flowkit.durable import decode_errors, step_records
 from flowkit.engine import Engine
 from flowkit.exceptions import FlowkitError, RunNotFound
-from flowkit.state import RunRecord, StepError, StepRecord, StepState, TransactionState
-from flowkit.store import StoredRun, StoredStep
+from flowkit.state import RunRecord, StepError, StepRecord, StepState
 
 __all__ = ["RunView", "StepLine", "list_runs", "read_run"]
 
@@ -87,15 +83,11 @@ def read_run(engine: Engine, transaction_id: str) -> RunView:
         record = engine.get(transaction_id)
     except FlowkitError:
         raise
-    except Exception as exc:  # a stored value this process cannot rebuild
-        record, note = None, _note(exc)
-    loaded = engine.store.load(transaction_id)
-    if loaded is None:
-        raise RunNotFound(transaction_id)
-    stored, rows = loaded
+    except Exception as exc:  # a stored value this process cannot rebuild: show its JSON
+        record, note = engine.get(transaction_id, decode=False), _note(exc)
     if record is None:
-        record = _raw_record(stored, step_records(rows))
-    return RunView(record, timeline(record, _invoke_states(rows)), note)
+        raise RunNotFound(transaction_id)
+    return RunView(record, timeline(record), note)
 
 
 def list_runs(
@@ -110,24 +102,21 @@ def list_runs(
         return engine.list(status, workflow, since=since, limit=limit), None
     except FlowkitError:
         raise
-    except Exception as exc:  # a stored value this process cannot rebuild
-        timestamp = since.timestamp() if since is not None else None
-        rows = engine.store.list_runs(status, workflow, timestamp, limit)
-        return [_raw_record(row, {}) for row in rows], _note(exc)
+    except Exception as exc:  # a stored value this process cannot rebuild: show its JSON
+        found = engine.list(status, workflow, since=since, limit=limit, decode=False)
+        return found, _note(exc)
 
 
-def timeline(record: RunRecord, invoke_states: Mapping[str, StepState]) -> tuple[StepLine, ...]:
+def timeline(record: RunRecord) -> tuple[StepLine, ...]:
     """The steps of `record` in start order (steps that never started last)."""
-    lines = [_line(step, invoke_states, record.errors) for step in record.steps.values()]
+    lines = [_line(step, record.errors) for step in record.steps.values()]
     never = datetime.max.replace(tzinfo=UTC)
     return tuple(sorted(lines, key=lambda line: line.started_at or never))
 
 
-def _line(
-    step: StepRecord, invoke_states: Mapping[str, StepState], errors: Sequence[StepError]
-) -> StepLine:
+def _line(step: StepRecord, errors: Sequence[StepError]) -> StepLine:
     compensated = step.state in COMPENSATION_STATES
-    state = invoke_states.get(step.name, None if compensated else step.state)
+    state = step.invoke_state or (None if compensated else step.state)
     return StepLine(
         name=step.name,
         state=state,
@@ -144,37 +133,6 @@ def _line(
 def _last_error(errors: Sequence[StepError], step: str, action: str) -> StepError | None:
     found = [e for e in errors if e.step == step and e.action == action]
     return found[-1] if found else None
-
-
-def _invoke_states(rows: Sequence[StoredStep]) -> dict[str, StepState]:
-    """The latest invoke state of each step (a step record keeps only the latest of all)."""
-    return {row.step: StepState(row.status) for row in rows if row.action == "invoke"}
-
-
-def _raw_record(stored: StoredRun, steps: Mapping[str, StepRecord]) -> RunRecord:
-    """A record whose input and output are left as stored (tagged JSON)."""
-    return RunRecord(
-        transaction_id=stored.transaction_id,
-        workflow=stored.workflow,
-        status=TransactionState(stored.status),
-        input=_json(stored.input),
-        output=_json(stored.output),
-        errors=tuple(decode_errors(stored.errors)),
-        steps=steps,
-        owner=stored.owner,
-        lease_expires_at=_datetime(stored.lease_expires_at),
-        created_at=_datetime(stored.created_at) or datetime.fromtimestamp(0, UTC),
-        updated_at=_datetime(stored.updated_at) or datetime.fromtimestamp(0, UTC),
-        queue=stored.queue,
-    )
-
-
-def _json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _datetime(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
 def _note(exc: Exception) -> str:

@@ -145,11 +145,13 @@ def test_timeline_separates_invoke_and_compensation() -> None:
     """A compensated step shows its invoke's state and, apart, its compensation's."""
     later = T0 + timedelta(seconds=1)
     steps = {
-        "b": StepRecord("b", StepState.REVERTED, 2, later, later, later),
-        "a": StepRecord("a", StepState.REVERTED, 1, T0, T0 + timedelta(milliseconds=5), later),
+        "b": StepRecord("b", StepState.REVERTED, 2, later, later, later, StepState.FAILED),
+        "a": StepRecord(
+            "a", StepState.REVERTED, 1, T0, T0 + timedelta(milliseconds=5), later, StepState.DONE
+        ),
     }
     error = StepError("b", "invoke", "x.Declined", "no")
-    lines = timeline(_record(steps, (error,)), {"a": StepState.DONE, "b": StepState.FAILED})
+    lines = timeline(_record(steps, (error,)))
     assert [(line.name, line.state, line.compensation) for line in lines] == [
         ("a", StepState.DONE, StepState.REVERTED),
         ("b", StepState.FAILED, StepState.REVERTED),

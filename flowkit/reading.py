@@ -1,0 +1,116 @@
+"""Runs read back from a store: `RunResult`s, `RunRecord`s, and raising for stored failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from flowkit.codec import Codec
+from flowkit.exceptions import StoredError
+from flowkit.runner import first_fatal_error, raise_for
+from flowkit.state import (
+    RunRecord,
+    RunResult,
+    StepError,
+    StepRecord,
+    StepState,
+    TransactionState,
+    datetime_of,
+)
+from flowkit.store import StoredRun, StoredStep
+
+__all__ = ["decode_errors", "raise_any", "record_of", "step_records", "stored_result"]
+
+
+def stored_result(stored: StoredRun, steps: list[StoredStep], codec: Codec) -> RunResult[Any]:
+    """The `RunResult` of a stored run (errors carry no exception objects)."""
+    status = TransactionState(stored.status)
+    return RunResult(
+        result=codec.loads(stored.output) if status is TransactionState.DONE else None,
+        status=status,
+        errors=decode_errors(stored.errors),
+        transaction_id=stored.transaction_id,
+        workflow=stored.workflow,
+        is_partially_completed=any(
+            s.status == StepState.FAILED for s in steps if s.action == "invoke"
+        )
+        and status is TransactionState.DONE,
+        steps=lambda: step_records(steps),
+    )
+
+
+def decode_errors(text: str) -> list[StepError]:
+    """Errors of a run row."""
+    return [
+        StepError(step, action, kind, message, None, fatal)
+        for step, action, kind, message, fatal in json.loads(text)
+    ]
+
+
+def step_records(steps: list[StoredStep]) -> dict[str, StepRecord]:
+    """Per-step records folded from a step log (the latest row of each step wins)."""
+    records: dict[str, StepRecord] = {}
+    for row in steps:
+        previous = records.get(row.step)
+        if row.action == "invoke":
+            state = StepState(row.status)
+            records[row.step] = StepRecord(
+                row.step,
+                state,
+                row.attempt,
+                datetime_of(row.started_at),
+                datetime_of(row.ended_at),
+                previous.compensated_at if previous else None,
+                state,
+            )
+        else:
+            base = previous or StepRecord(row.step, StepState.NOT_STARTED)
+            records[row.step] = StepRecord(
+                row.step,
+                StepState(row.status),
+                base.attempts,
+                base.started_at,
+                base.ended_at,
+                datetime_of(row.ended_at),
+                base.invoke_state,
+            )
+    return records
+
+
+def record_of(
+    stored: StoredRun, steps: Sequence[StoredStep] | None, codec: Codec, *, decode: bool = True
+) -> RunRecord:
+    """A stored run as a `RunRecord` (`decode=False` keeps inputs and outputs as JSON)."""
+    loads = codec.loads if decode else _raw_json
+    return RunRecord(
+        transaction_id=stored.transaction_id,
+        workflow=stored.workflow,
+        status=TransactionState(stored.status),
+        input=loads(stored.input),
+        output=loads(stored.output),
+        errors=tuple(decode_errors(stored.errors)),
+        steps=step_records(list(steps)) if steps is not None else {},
+        owner=stored.owner,
+        lease_expires_at=datetime_of(stored.lease_expires_at),
+        created_at=datetime_of(stored.created_at) or datetime.fromtimestamp(0),
+        updated_at=datetime_of(stored.updated_at) or datetime.fromtimestamp(0),
+        queue=stored.queue,
+    )
+
+
+def raise_any(result: RunResult[Any]) -> None:
+    """Raise for a reverted or failed result, in-process (`raise_for`) or stored (`StoredError`)."""
+    if result.status not in (TransactionState.REVERTED, TransactionState.FAILED):
+        return
+    if any(e.exception is not None for e in result.errors):
+        raise_for(result)
+    if not result.errors:
+        raise StoredError(None, "unknown", f"run {result.transaction_id!r} is {result.status}")
+    first = first_fatal_error(result)
+    raise StoredError(first.step, first.type_name, first.message)
+
+
+def _raw_json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
