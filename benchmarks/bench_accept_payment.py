@@ -1,0 +1,172 @@
+"""Accept-payment flows per second, durable, in one process (issue 5's target: >= 400 on SQLite).
+
+A flow is the demo's `accept_payment_workflow` (collection for a cart → session at the test
+gateway → authorize, approved at once) followed by `capture_payment_workflow`: two durable runs,
+nine steps, every one checkpointed, every payment row written by the module. Measured on
+SQLite (WAL, synchronous FULL) and PostgreSQL, with one thread and with several threads in the
+same process (flowkit's group commit shares fsyncs between concurrent runs).
+
+Usage: python benchmarks/bench_accept_payment.py [--flows 300] [--threads 1 8 16] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+
+from accept_payment import accept_payment_workflow  # noqa: E402
+
+import flowkit  # noqa: E402
+from flowkit import Engine  # noqa: E402
+from flowkit.sqlalchemy import SqlStore  # noqa: E402
+from payment import make_payment_module, register  # noqa: E402
+from payment.cart import CartService  # noqa: E402
+from payment.testing import InMemoryCartService  # noqa: E402
+from payment.workflows import capture_payment_workflow  # noqa: E402
+
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+class Shop:
+    """One database, the payment module, carts in memory, an engine."""
+
+    def __init__(self, url: str) -> None:
+        self.store = SqlStore(url)
+        self.store.create_all()
+        self.module = make_payment_module(url)
+        self.carts = InMemoryCartService()
+        registry = flowkit.Registry()
+        register(registry, self.module)
+        registry.register_value(CartService, self.carts)
+        self.engine = Engine(
+            self.store, [accept_payment_workflow, capture_payment_workflow], container=registry
+        )
+
+    def flow(self) -> None:
+        """One cart through accept-payment and a capture."""
+        cart = self.carts.add_cart(f"cart_{uuid.uuid4().hex[:12]}", Decimal("42.00"), "usd")
+        accepted = self.engine.run(accept_payment_workflow, {"cart_id": cart.id})
+        payment = accepted.result
+        self.engine.run(capture_payment_workflow, {"payment_id": payment.id})
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.close()
+        self.module.close()
+
+
+def flows_per_second(shop: Shop, flows: int, threads: int) -> float:
+    """Run `flows` flows on `threads` threads; flows/s (best of the measured window)."""
+    for _ in range(5):  # warm up statement caches and connections
+        shop.flow()
+    per_thread = max(flows // threads, 1)
+
+    def work() -> None:
+        for _ in range(per_thread):
+            shop.flow()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return per_thread * threads / (time.perf_counter() - started)
+
+
+def measure(label: str, url: str, flows: int, threads: list[int]) -> dict[str, Any]:
+    """flows/s for each thread count on one database."""
+    shop = Shop(url)
+    try:
+        row = {"database": label}
+        for count in threads:
+            row[f"threads_{count}"] = flows_per_second(shop, flows, count)
+        return row
+    finally:
+        shop.close()
+
+
+def postgres_database(base: str) -> tuple[str, Any] | None:
+    """A scratch PostgreSQL database, or None without a server."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(
+            base.replace("postgresql+psycopg://", "postgresql://"),
+            autocommit=True,
+            connect_timeout=3,
+        )
+    except Exception as exc:  # no server here
+        print(f"(PostgreSQL skipped: {exc})")
+        return None
+    name = f"flowkit_bench_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    return base.rsplit("/", 1)[0] + f"/{name}", (admin, name)
+
+
+def main() -> int:
+    """Measure and print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--flows", type=int, default=300)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 8, 16])
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get("FLOWKIT_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
+    )
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rows.append(
+            measure(
+                "SQLite WAL FULL", f"sqlite:///{Path(tmp) / 'shop.db'}", args.flows, args.threads
+            )
+        )
+    if not args.no_postgres:
+        scratch = postgres_database(args.postgres_url)
+        if scratch is not None:
+            url, (admin, name) = scratch
+            try:
+                rows.append(measure("PostgreSQL", url, args.flows, args.threads))
+            finally:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(
+        f"accept-payment + capture flows/s, one process, {os.cpu_count()} CPUs "
+        f"({args.flows} flows per cell)\n"
+    )
+    head = f"{'database':<18}" + "".join(
+        f"{f'{n} thread' + ('s' if n > 1 else ''):>13}" for n in args.threads
+    )
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        print(
+            f"{row['database']:<18}"
+            + "".join(f"{row[f'threads_{n}']:>13.0f}" for n in args.threads)
+        )
+    best = max(v for k, v in rows[0].items() if k.startswith("threads_"))
+    print(
+        f"\ntarget (SQLite WAL FULL): >= 400 flows/s; best {best:.0f} "
+        f"{'met' if best >= 400 else 'NOT MET'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
