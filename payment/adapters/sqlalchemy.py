@@ -14,8 +14,8 @@ changes costs little more than a pass over the ids.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import Engine
@@ -64,23 +64,13 @@ def _group(records: Iterable[Any], key: str) -> dict[str, list[Any]]:
     return grouped
 
 
-def _captures_of(c: PaymentCollection) -> list[Any]:
-    return [capture for p in c.payments for capture in p.captures]
+def _one(collection: PaymentCollection | None) -> tuple[PaymentCollection, ...]:
+    return () if collection is None else (collection,)
 
 
-def _refunds_of(c: PaymentCollection) -> list[Any]:
-    return [refund for p in c.payments for refund in p.refunds]
-
-
-def _levels(sql: Statements) -> tuple[tuple[TableSql, Callable[[PaymentCollection], Any]], ...]:
-    """Parents before children: inserts and updates run in this order, deletes in reverse."""
-    return (
-        (sql.collections, lambda c: (c,)),
-        (sql.sessions, lambda c: c.sessions),
-        (sql.payments, lambda c: c.payments),
-        (sql.captures, _captures_of),
-        (sql.refunds, _refunds_of),
-    )
+def _children(payments: tuple[Payment, ...], kind: str) -> list[Any]:
+    """Every capture (`kind` ``"captures"``) or refund of the payments."""
+    return [item for payment in payments for item in getattr(payment, kind)]
 
 
 class SqlPaymentRepository:
@@ -88,16 +78,20 @@ class SqlPaymentRepository:
 
     Each statement runs on its own cursor, so a read can send all its queries before it
     fetches any result: on PostgreSQL, where the store runs a transaction in pipeline mode,
-    an aggregate then loads in one round trip; writes are sent with the commit.
+    an aggregate then loads in one round trip and writes are sent with the commit. Without a
+    pipeline (SQLite), each query runs at once and a load skips the queries it can tell are
+    empty.
 
     Args:
         connection: A DBAPI connection inside an open transaction.
         sql: The store's compiled statements.
+        pipelined: The connection is in pipeline mode.
     """
 
-    def __init__(self, connection: DBAPIConnection, sql: Statements) -> None:
+    def __init__(self, connection: DBAPIConnection, sql: Statements, *, pipelined: bool) -> None:
         self._connection = connection
         self._sql = sql
+        self._pipelined = pipelined
 
     def _send(self, statement: Sql, *values: Any) -> DBAPICursor:
         cursor = self._connection.cursor()
@@ -124,22 +118,30 @@ class SqlPaymentRepository:
         of the lock committed.
         """
         sql = self._sql
-        head = self._send(sql.collection_locked if lock else sql.collection, collection_id)
-        sessions = self._send(sql.sessions_of, collection_id)
-        payments = self._send(sql.payments_of_locked if lock else sql.payments_of, collection_id)
-        captures = self._send(sql.captures_of, collection_id)
-        refunds = self._send(sql.refunds_of, collection_id)
-        rows = head.fetchall()
-        if not rows:
+        queries = sql.aggregate_locked if lock else sql.aggregate
+        head, sessions, payments, captures, refunds = self._aggregate_rows(queries, collection_id)
+        if not head:
             return None
         found: PaymentCollection = sql.collections.codec.decode(
-            rows[0],
-            sessions=tuple(map(sql.sessions.codec.decode, sessions.fetchall())),
-            payments=tuple(
-                self._payments(payments.fetchall(), captures.fetchall(), refunds.fetchall())
-            ),
+            head[0],
+            sessions=tuple(map(sql.sessions.codec.decode, sessions)),
+            payments=tuple(self._payments(payments, captures, refunds)),
         )
         return found
+
+    def _aggregate_rows(
+        self, queries: Sequence[Sql], collection_id: str
+    ) -> list[Sequence[Sequence[Any]]]:
+        """The rows of (collection, sessions, payments, captures, refunds), in that order."""
+        if self._pipelined:  # send them all, then read: one round trip
+            cursors = [self._send(query, collection_id) for query in queries]
+            return [cursor.fetchall() for cursor in cursors]
+        rows = [self._all(queries[0], collection_id)]
+        if rows[0]:
+            rows += [self._all(queries[1], collection_id), self._all(queries[2], collection_id)]
+            if rows[2]:  # captures and refunds only when there are payments
+                rows += [self._all(query, collection_id) for query in queries[3:]]
+        return rows + [()] * (len(queries) - len(rows))
 
     def _payments(
         self,
@@ -255,22 +257,37 @@ class SqlPaymentRepository:
     def save_collection(
         self, before: PaymentCollection | None, after: PaymentCollection | None
     ) -> None:
-        """Insert, update and delete the rows that differ between two versions."""
-        removals: list[tuple[TableSql, list[str]]] = []
-        for table, records_of in _levels(self._sql):
-            old = {r.id: r for r in records_of(before)} if before is not None else {}
-            new = {r.id: r for r in records_of(after)} if after is not None else {}
-            self._write_level(table, old, new)
-            removals.append((table, [key for key in old if key not in new]))
-        for table, ids in reversed(removals):
+        """Insert, update and delete the rows that differ between two versions.
+
+        A relation the domain left alone is the same tuple in both versions and is skipped.
+        """
+        sql, deleted = self._sql, []
+        old_payments = before.payments if before is not None else ()
+        new_payments = after.payments if after is not None else ()
+        deleted.append(self._diff(sql.collections, _one(before), _one(after)))
+        old_sessions = before.sessions if before is not None else ()
+        new_sessions = after.sessions if after is not None else ()
+        if old_sessions is not new_sessions:
+            deleted.append(self._diff(sql.sessions, old_sessions, new_sessions))
+        if old_payments is not new_payments:
+            deleted.append(self._diff(sql.payments, old_payments, new_payments))
+            for table, kind in ((sql.captures, "captures"), (sql.refunds, "refunds")):
+                deleted.append(
+                    self._diff(table, _children(old_payments, kind), _children(new_payments, kind))
+                )
+        for table, ids in reversed(deleted):  # children first
             if ids:
                 cursor = self._connection.cursor()
                 cursor.executemany(table.delete.text, [table.delete.args((i,)) for i in ids])
 
-    def _write_level(self, table: TableSql, old: dict[str, Any], new: dict[str, Any]) -> None:
+    def _diff(
+        self, table: TableSql, old: Iterable[Any], new: Iterable[Any]
+    ) -> tuple[TableSql, list[str]]:
+        """Insert and update the rows of `new` that differ; return the ids gone from `old`."""
+        previous_by_id = {record.id: record for record in old}
         cursor = None
-        for key, record in new.items():
-            previous = old.get(key)
+        for record in new:
+            previous = previous_by_id.pop(record.id, None)
             if previous is record:
                 continue
             cursor = cursor or self._connection.cursor()
@@ -278,6 +295,7 @@ class SqlPaymentRepository:
                 cursor.execute(table.insert.text, table.insert_args(record))
             elif (update := table.update(previous, record)) is not None:
                 cursor.execute(update[0].text, update[1])
+        return table, list(previous_by_id)
 
     # --- the other records --------------------------------------------------------------------
 
@@ -328,6 +346,24 @@ class SqlPaymentRepository:
             self._connection.cursor().execute(table.insert.text, table.insert_args(info))
 
 
+def _sqlite_transaction(
+    connection: Any, sql: Statements, *, write: bool
+) -> Iterator[SqlPaymentRepository]:
+    """A SQLite transaction: ``BEGIN IMMEDIATE`` takes the write lock before the first read."""
+    connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    yield SqlPaymentRepository(connection, sql, pipelined=False)
+    connection.commit()
+
+
+def _postgres_transaction(
+    connection: Any, sql: Statements, *, write: bool
+) -> Iterator[SqlPaymentRepository]:
+    """A PostgreSQL transaction in pipeline mode."""
+    with connection.pipeline():
+        yield SqlPaymentRepository(connection, sql, pipelined=True)
+        connection.commit()
+
+
 class SqlPaymentStore:
     """Transactions on one engine (see `payment.repository.PaymentStore`).
 
@@ -345,44 +381,33 @@ class SqlPaymentStore:
         self._is_sqlite = is_sqlite(engine)
         self._integrity_error: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
 
-    @contextmanager
-    def read(self) -> Iterator[SqlPaymentRepository]:
+    def read(self) -> AbstractContextManager[SqlPaymentRepository]:
         """A read-only transaction."""
-        with self._transaction(write=False) as connection:
-            yield SqlPaymentRepository(connection, self._sql)
+        return self._transaction(write=False)
 
-    @contextmanager
-    def write(self) -> Iterator[SqlPaymentRepository]:
+    def write(self) -> AbstractContextManager[SqlPaymentRepository]:
         """A write transaction, committed at the end of the block.
 
         Raises:
             DuplicateKey: a unique key was hit (the transaction was rolled back).
         """
-        try:
-            with self._transaction(write=True) as connection:
-                yield SqlPaymentRepository(connection, self._sql)
-        except self._integrity_error as error:
-            if _is_unique_violation(error):
-                raise DuplicateKey(str(error)[:300]) from error
-            raise
+        return self._transaction(write=True)
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[DBAPIConnection]:
+    def _transaction(self, *, write: bool) -> Iterator[SqlPaymentRepository]:
         pooled = self.engine.raw_connection()
         connection: Any = pooled.dbapi_connection
-        snapshot = not write and not self._is_sqlite
+        snapshot = not write and not self._is_sqlite  # PostgreSQL reads: REPEATABLE READ
         try:
             if snapshot:
                 connection.isolation_level = _REPEATABLE_READ
-            try:
-                with nullcontext() if self._is_sqlite else connection.pipeline():
-                    if self._is_sqlite:
-                        connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                    yield connection
-                    connection.commit()
-            except BaseException as error:
-                self._abandon(pooled, error)
-                raise
+            run = _sqlite_transaction if self._is_sqlite else _postgres_transaction
+            yield from run(connection, self._sql, write=write)
+        except BaseException as error:
+            self._abandon(pooled, error)
+            if isinstance(error, self._integrity_error) and _is_unique_violation(error):
+                raise DuplicateKey(str(error)[:300]) from error
+            raise
         finally:
             if snapshot and not connection.closed:
                 connection.isolation_level = None

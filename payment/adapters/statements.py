@@ -179,6 +179,15 @@ class Statements:
         self.payments_of_locked = self._one(payments.order_by(p.c.id).with_for_update(), "id")
         self.captures_of = self._one(self._of_collection(self.captures, t.captures), "id")
         self.refunds_of = self._one(self._of_collection(self.refunds, t.refunds), "id")
+        self.aggregate = (
+            self.collection, self.sessions_of, self.payments_of, self.captures_of, self.refunds_of
+        )  # fmt: skip
+        """What loads an aggregate: its collection, sessions, payments, captures, refunds."""
+        self.aggregate_locked = (
+            self.collection_locked, self.sessions_of, self.payments_of_locked, self.captures_of,
+            self.refunds_of,
+        )  # fmt: skip
+        """The same, locking the collection's row and its payments' rows (the lock first)."""
 
     def _of_collection(self, movements: TableSql, table: sa.Table) -> sa.Select[Any]:
         """Captures or refunds of every payment of a collection (no list of payment ids)."""
