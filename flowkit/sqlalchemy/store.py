@@ -38,6 +38,7 @@ from sqlalchemy.sql import ColumnElement
 
 from flowkit.exceptions import LeaseLost, SchemaMismatch, StoreError
 from flowkit.sqlalchemy.group import Entry, GroupCommit
+from flowkit.sqlalchemy.sqlite import writer_lock
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, start_values, step_values
 from flowkit.sqlalchemy.tables import SCHEMA_REVISION, VERSION_TABLE, inbox, metadata, runs, steps
 from flowkit.state import TransactionState
@@ -101,6 +102,10 @@ class SqlStore:
     ) -> None:
         self.url = _normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        # SQLite: shared with every writer of the file in this process; elsewhere a private no-op
+        self._write_lock = (
+            writer_lock(_database_of(self.url)) if self.is_sqlite else threading.RLock()
+        )
         self.synchronous = synchronous
         self.journal_mode = journal_mode
         self._busy_timeout = busy_timeout
@@ -440,7 +445,7 @@ class SqlStore:
             raise
 
     def _write_batch(self, entries: Sequence[Entry]) -> None:
-        with self._writer_lock:
+        with self._writer_lock, self._write_lock:
             conn = self._writer()
             try:
                 self._execute_batch(conn, entries)
@@ -625,9 +630,28 @@ def _sqlite_events(engine: Engine, store: SqlStore, *, immediate: bool) -> None:
         cursor.execute(f"PRAGMA busy_timeout={int(store._busy_timeout * 1000)}")
         cursor.close()
 
+    if not immediate:
+
+        @event.listens_for(engine, "begin")
+        def begin_read(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+        return
+    lock = store._write_lock
+
     @event.listens_for(engine, "begin")
     def begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        lock.acquire()  # queue behind this process's other writers, not in SQLite's busy sleep
+        conn.info[_HOLDS_LOCK] = True
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine, "checkin")
+    def checkin(dbapi_conn: Any, record: Any) -> None:
+        if record is not None and record.info.pop(_HOLDS_LOCK, False):
+            lock.release()
+
+
+_HOLDS_LOCK = "flowkit_writer_lock"
 
 
 def _normalize_url(url: str) -> str:
@@ -636,6 +660,13 @@ def _normalize_url(url: str) -> str:
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+def _database_of(url: str) -> str:
+    try:
+        return make_url(url).database or ""
+    except ArgumentError:
+        return ""
 
 
 def _masked(url: str) -> str:
