@@ -84,9 +84,16 @@ def intent_status(provider_id: str, intent: Mapping[str, Any]) -> ProviderStatus
     return _STATUSES[status]
 
 
-def _id_of(value: object) -> object:
-    """An expanded object's id; anything else as it is."""
-    return value.get("id") if isinstance(value, Mapping) else value
+_AMOUNTS = frozenset({"amount", "amount_capturable", "amount_received"})
+
+
+def _stored(name: str, value: object) -> object:
+    """An expanded object as its id, a digit-string amount as an int; the rest as it is."""
+    if isinstance(value, Mapping):
+        return value.get("id")
+    if name in _AMOUNTS and isinstance(value, str) and value.isdigit():
+        return int(value)  # some fakes echo updated amounts back as form strings
+    return value
 
 
 def _error_data(error: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,7 +102,7 @@ def _error_data(error: Mapping[str, Any]) -> dict[str, Any]:
 
 def intent_data(intent: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an intent the module stores as the payment's data."""
-    data = {name: _id_of(intent[name]) for name in _KEPT if intent.get(name) is not None}
+    data = {name: _stored(name, intent[name]) for name in _KEPT if intent.get(name) is not None}
     if intent.get("next_action"):
         data["next_action"] = intent["next_action"]
     error = intent.get("last_payment_error")
