@@ -19,7 +19,7 @@ from stripe_support import API_KEY, WEBHOOK_SECRET, CannedClient, RecordingClien
 from payment import InvalidData, PaymentModule, PaymentSession, ProviderError
 from payment.domain import AccountHolder
 from payment.providers import ProviderContext, ProviderInput
-from payment.providers.stripe import StripeProvider
+from payment.providers.stripe import StripeProvider, stripe_idempotency_key
 from payment.testing import payment_module
 
 
@@ -118,6 +118,23 @@ def test_the_sdks_own_retries_reuse_the_key(sqlite_url: str, localstripe: str) -
     assert first.idempotency_key == second.idempotency_key == session.id
     assert first.body == second.body
     http.close()
+
+
+def test_keys_longer_than_stripe_takes_are_sent_as_a_stable_digest(
+    provider: StripeProvider, http: RecordingClient
+) -> None:
+    """A 300-character key (deep nested workflows) goes out as its SHA-256, the same on a retry;
+    keys up to 255 characters go out unchanged."""
+    long_key = "accept-payment:" + "tx/" * 95
+    assert len(long_key) > 255
+    assert stripe_idempotency_key("k" * 255) == "k" * 255
+    unknown = ProviderInput({"id": "pi_missing"}, ProviderContext(long_key))
+    for _ in range(2):
+        with pytest.raises(ProviderError):
+            provider.retrieve_payment(unknown)
+    sent = {r.idempotency_key for r in http.sent}
+    assert sent == {stripe_idempotency_key(long_key)}
+    assert len(sent.pop() or "") == 71
 
 
 # --- what initiate sends (a canned transport: localstripe refuses these optional fields) -----

@@ -26,6 +26,7 @@ from payment import (
     PaymentNotAuthorized,
     PaymentSession,
     ProviderError,
+    ProviderStatus,
     SessionStatus,
 )
 from payment.providers import ProviderContext, ProviderInput
@@ -101,6 +102,22 @@ def test_partial_capture_sends_amount_to_capture_and_a_second_capture_is_refused
     assert caught.value.retryable is False
     after = module.retrieve_payment(payment.id)
     assert (after.captured_amount, len(after.captures)) == (Decimal("80.00"), 1)
+
+
+def test_retrieve_and_status_read_the_intent_as_it_is(
+    module: PaymentModule, provider: StripeProvider
+) -> None:
+    """retrieve_payment and get_payment_status report the intent's status now: authorized, then
+    captured after a capture."""
+    session = new_session(module, "12.00", {"payment_method": "pm_card_visa"})
+    payment = module.authorize_payment_session(session.id)
+    assert payment is not None
+    read = ProviderInput(payment.data, ProviderContext("read-1", session.id))
+    assert provider.retrieve_payment(read).status is ProviderStatus.AUTHORIZED
+    captured = module.capture_payment(payment.id)
+    after = ProviderInput(captured.data, ProviderContext("read-2", session.id))
+    status = provider.get_payment_status(after)
+    assert (status.status, status.data["id"]) == (ProviderStatus.CAPTURED, session.data["id"])
 
 
 def test_refund_returns_part_of_a_capture(

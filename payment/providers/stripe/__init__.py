@@ -18,7 +18,12 @@ from payment.providers.stripe._amounts import (
     stripe_exponent,
     to_stripe_amount,
 )
-from payment.providers.stripe._provider import CaptureMethod, MissingWebhookSecret, StripeProvider
+from payment.providers.stripe._provider import (
+    CaptureMethod,
+    MissingWebhookSecret,
+    StripeProvider,
+    stripe_idempotency_key,
+)
 
 __all__ = [
     "STRIPE_CURRENCIES",
@@ -27,5 +32,6 @@ __all__ = [
     "StripeProvider",
     "from_stripe_amount",
     "stripe_exponent",
+    "stripe_idempotency_key",
     "to_stripe_amount",
 ]

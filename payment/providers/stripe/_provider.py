@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
         RefundCreateParams,
     )
 
-__all__ = ["CaptureMethod", "MissingWebhookSecret", "StripeProvider"]
+__all__ = ["CaptureMethod", "MissingWebhookSecret", "StripeProvider", "stripe_idempotency_key"]
 
 CaptureMethod = Literal["manual", "automatic", "automatic_async"]
 """When Stripe captures: ``manual`` (the module's capture call) or at authorization."""
@@ -50,6 +51,7 @@ _KEY_PREFIXES = ("sk_", "rk_")
 # Session data keys passed on to PaymentIntent creation (strings unless noted).
 _CREATE_FIELDS = ("payment_method", "description", "receipt_email", "setup_future_usage")
 _FAILED_REFUND = frozenset({"failed", "canceled"})
+_MAX_KEY = 255  # Stripe refuses longer idempotency keys
 
 
 class MissingWebhookSecret(UserWarning):
@@ -68,6 +70,13 @@ def _check_api_key(api_key: object) -> str:
             "without surrounding spaces; a publishable key (pk_...) cannot make server calls"
         )
     return api_key
+
+
+def stripe_idempotency_key(key: str) -> str:
+    """`key` itself when Stripe takes it; longer keys become a digest (the same every time)."""
+    if len(key) <= _MAX_KEY:
+        return key
+    return f"sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def _check_api_base(api_base: str | None) -> BaseAddresses:
@@ -92,7 +101,8 @@ class StripeProvider:
     key); authorizing confirms it (the session data's ``payment_method``, set at creation or
     with `update_payment_session`); capturing sends ``amount_to_capture``; refunds and cancels
     map to Stripe's. Every call sends the caller's idempotency key, so a retried step replays
-    Stripe's first answer instead of moving money twice. A card decline is an answer (status
+    Stripe's first answer instead of moving money twice (keys over Stripe's 255 characters
+    are sent as their SHA-256, which is just as stable). A card decline is an answer (status
     ``error``, ``decline_code`` in the data); Stripe's other errors raise `ProviderError` with
     Stripe's code, retryable for network errors, rate limits, lock timeouts and 5xx.
 
@@ -171,7 +181,7 @@ class StripeProvider:
 
     @staticmethod
     def _options(context: ProviderContext) -> stripe.RequestOptions:
-        return {"idempotency_key": context.idempotency_key}
+        return {"idempotency_key": stripe_idempotency_key(context.idempotency_key)}
 
     def _error(self, code: str, message: str) -> ProviderError:
         return ProviderError(self.id, code, retryable=False, message=message)
