@@ -137,7 +137,7 @@ def test_keys_longer_than_stripe_takes_are_sent_as_a_stable_digest(
     assert len(sent.pop() or "") == 71
 
 
-# --- what initiate sends (a canned transport: localstripe refuses these optional fields) -----
+# --- what initiate and authorize send (a canned transport: localstripe refuses these fields)
 
 INTENT = {"object": "payment_intent", "id": "pi_canned", "status": "requires_confirmation"}
 HOLDER = AccountHolder("acchld_1", "pp_stripe", "cust_1", "a@b.c", datetime.now(UTC), "cus_canned")
@@ -151,7 +151,8 @@ def initiate(provider: StripeProvider, data: dict[str, Any]) -> None:
 
 def test_session_data_fields_reach_the_payment_intent() -> None:
     """payment_method, payment_method_types, description, receipt_email, setup_future_usage and
-    the account holder's customer are sent; so is automatic_payment_methods when asked for."""
+    the account holder's customer are sent; so is automatic_payment_methods when asked for and
+    no payment_method_types are named."""
     canned = CannedClient(INTENT)
     provider = StripeProvider(
         api_key=API_KEY,
@@ -179,6 +180,18 @@ def test_session_data_fields_reach_the_payment_intent() -> None:
     )
     assert "automatic_payment_methods[enabled]" not in with_types
     assert all(r.url.startswith(stripe.DEFAULT_API_BASE) for r in canned.sent)
+
+
+def test_authorize_confirms_with_the_return_url_from_the_data() -> None:
+    """An intent awaiting confirmation is confirmed with the session data's return_url (what
+    redirect-based payment methods need)."""
+    canned = CannedClient(INTENT)
+    provider = StripeProvider(api_key=API_KEY, webhook_secret=WEBHOOK_SECRET, http_client=canned)
+    data = {"id": "pi_canned", "return_url": "https://shop.test/back"}
+    provider.authorize_payment(ProviderInput(data, ProviderContext("payses_1:authorize:0")))
+    read, confirm = canned.sent
+    assert (read.method, confirm.path) == ("get", "/v1/payment_intents/pi_canned/confirm")
+    assert confirm.fields == {"return_url": "https://shop.test/back"}
 
 
 @pytest.mark.parametrize(
