@@ -252,6 +252,7 @@ class WebhookInbox:
 def _handler(inbox_ref: list[WebhookInbox]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
+            """Keep the delivery, answer 200."""
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             inbox_ref[0].receive(Delivery(body, dict(self.headers.items())))
             self.send_response(200)

@@ -16,18 +16,7 @@ from payment.money import normalize_currency
 from payment.providers.base import PaymentAction, ProviderOutput, WebhookAction
 from payment.providers.stripe._amounts import from_stripe_amount
 
-__all__ = ["CANCELABLE", "intent_data", "intent_output", "intent_status", "webhook_action"]
-
-CANCELABLE = frozenset(
-    {
-        "requires_payment_method",
-        "requires_confirmation",
-        "requires_action",
-        "requires_capture",
-        "processing",
-    }
-)
-"""The intent statuses Stripe lets you cancel."""
+__all__ = ["intent_data", "intent_output", "intent_status", "webhook_action"]
 
 _STATUSES = {
     "requires_confirmation": ProviderStatus.PENDING,
