@@ -115,9 +115,10 @@ class Snapshot:
 
 @define
 class Harness:
-    """One test's storefront: its composition root, an in-process client, its gateway."""
+    """One test's storefront: its composition root, its app, an in-process client."""
 
     storefront: Storefront
+    app: Any
     client: AppClient
 
     @property
@@ -232,5 +233,6 @@ def storefront_harness(
         storefront.database.set_stock("poster", 0)
         if run_worker:
             storefront.start_worker()
-        with AppClient(create_app(settings, storefront=storefront)) as client:
-            yield Harness(storefront, client)
+        app = create_app(settings, storefront=storefront)
+        with AppClient(app) as client:
+            yield Harness(storefront, app, client)
