@@ -66,6 +66,7 @@ from payment import (
     RefundExceedsCaptured,
     WebhookSignatureError,
 )
+from payment.domain import thaw_json
 
 from .models import ActionRequiredBody, ErrorBody
 
@@ -151,7 +152,7 @@ def _action_required(exc: PaymentActionRequired) -> JSONResponse:
         detail=one_line(str(exc)),
         code="payment_action_required",
         session_id=exc.session_id,
-        action=exc.action,
+        action=thaw_json(exc.action),  # a provider's action nests frozen JSON objects
     )
     return JSONResponse(body.model_dump(), status_code=402)
 
