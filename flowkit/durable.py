@@ -26,6 +26,9 @@ _HARD_FAILED = frozenset({StepState.FAILED, StepState.TIMEOUT})
 _SETTLED = frozenset({StepState.DONE, StepState.SKIPPED, StepState.SKIPPED_FAILURE})
 
 
+PENDING_INPUT: Any = type("PendingInput", (), {"__repr__": lambda self: "PENDING_INPUT"})()
+
+
 class StoreJournal:
     """Writes a run's checkpoints to a store, fenced on the engine's ownership."""
 
@@ -286,7 +289,7 @@ def child_run(run: Run, node: PlanNode) -> Run:
         assert node.child is not None
         child = Run(
             node.child,
-            node.get(run),
+            PENDING_INPUT,  # set by `position`, once the stages before it are settled
             f"{run.transaction_id}/{node.name}",
             event_group_id=run.event_group_id,
             emitter=run.emitter,
@@ -334,28 +337,60 @@ def _restore_error(run: Run, name: str, action: Any, text: str, *, fatal: bool =
 
 
 def position(run: Run, *, compensating: bool = False) -> None:
-    """Set `next_stage` and `status` of a rebuilt run (and of its nested runs) from states."""
+    """Set `next_stage` and `status` of a rebuilt run (and of its nested runs) from states.
+
+    The last stage that left a trace is where the run stood. Earlier stages without a trace
+    were passed: a node skipped by its `when` (such skips are not checkpointed), or a nested
+    workflow whose own steps all finished (its node's `done` is not checkpointed either).
+    """
     stages = run.plan.stages
-    started = 0
-    first_open: int | None = None
+    traced = [
+        k for k, stage in enumerate(stages) if any(_traced(run, n) for n in stage_nodes(stage))
+    ]
+    last = traced[-1] if traced else -1
+    for k, stage in enumerate(stages[: last + 1]):
+        for node in stage_nodes(stage):
+            _position_child(run, node)  # its input needs the stages before it settled
+            if k < last:
+                _settle_passed(run, node)
+    nodes = [n for stage in stages[: last + 1] for n in stage_nodes(stage)]
     failing = run.comp_failed or compensating
-    for k, stage in enumerate(stages):
-        nodes = stage_nodes(stage)
-        states = [run.states[n.index] for n in nodes]
-        if any(s is not None for s in states):
-            started = k + 1
-        if any(_hard_failed(run, n) or _compensation_seen(run, n) for n in nodes):
-            failing = True
-        if first_open is None and not all(_settled(run, n) for n in nodes):
-            first_open = k
-    for child in (run.children or {}).values():
-        position(child)
+    failing = failing or any(_hard_failed(run, n) or _compensation_seen(run, n) for n in nodes)
     if failing:
         run.status = TransactionState.COMPENSATING
-        run.next_stage = started
-    else:
-        run.status = TransactionState.INVOKING
-        run.next_stage = len(stages) if first_open is None else first_open
+        run.next_stage = last + 1
+        return
+    run.status = TransactionState.INVOKING
+    finished = last >= 0 and all(_settled(run, n) for n in stage_nodes(stages[last]))
+    run.next_stage = last + 1 if finished else max(last, 0)
+
+
+def _position_child(run: Run, node: PlanNode) -> None:
+    child = run.children.get(node.index) if run.children else None
+    if child is not None:
+        if child.input is PENDING_INPUT:
+            child.input = node.get(run)
+        position(child)
+
+
+def _traced(run: Run, node: PlanNode) -> bool:
+    return run.states[node.index] is not None or bool(run.children and node.index in run.children)
+
+
+def _settle_passed(run: Run, node: PlanNode) -> None:
+    """A node of a stage the run went past, that left no checkpoint of its own."""
+    i = node.index
+    if run.states[i] is not None:
+        return
+    child = run.children.get(i) if run.children else None
+    if child is None:  # skipped by its when()
+        run.states[i] = StepState.SKIPPED
+        run.outputs[i] = SKIPPED
+        return
+    child.result = child.plan.result(child)
+    child.status = TransactionState.DONE
+    run.states[i] = StepState.DONE
+    run.outputs[i] = child.result
 
 
 def _hard_failed(run: Run, node: PlanNode) -> bool:

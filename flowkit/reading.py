@@ -50,7 +50,15 @@ def decode_errors(text: str) -> list[StepError]:
 
 
 def step_records(steps: list[StoredStep]) -> dict[str, StepRecord]:
-    """Per-step records folded from a step log (the latest row of each step wins)."""
+    """Per-step records folded from a step log (the latest row of each step wins).
+
+    A nested workflow's node comes before its steps; when it finished, its own `done` left no
+    row (its steps' rows say it all), so its record is made from theirs.
+    """
+    return _with_nested_nodes(_fold(steps))
+
+
+def _fold(steps: list[StoredStep]) -> dict[str, StepRecord]:
     records: dict[str, StepRecord] = {}
     for row in steps:
         previous = records.get(row.step)
@@ -77,6 +85,37 @@ def step_records(steps: list[StoredStep]) -> dict[str, StepRecord]:
                 base.invoke_state,
             )
     return records
+
+
+def _with_nested_nodes(records: dict[str, StepRecord]) -> dict[str, StepRecord]:
+    ordered: dict[str, StepRecord] = {}
+    for name, record in records.items():
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            ancestor = "/".join(parts[:depth])
+            if ancestor not in ordered:
+                ordered[ancestor] = _nested_node(ancestor, records)
+        if name not in ordered:
+            ordered[name] = record
+    return ordered
+
+
+def _nested_node(name: str, records: dict[str, StepRecord]) -> StepRecord:
+    own = records.get(name)
+    if own is not None and own.invoke_state is not None:
+        return own
+    steps = [r for n, r in records.items() if n.startswith(f"{name}/")]
+    started = [r.started_at for r in steps if r.started_at is not None]
+    ended = [r.ended_at for r in steps if r.ended_at is not None]
+    return StepRecord(
+        name,
+        own.state if own is not None else StepState.DONE,
+        1,
+        min(started, default=None),
+        max(ended, default=None),
+        own.compensated_at if own is not None else None,
+        StepState.DONE,
+    )
 
 
 def record_of(

@@ -226,12 +226,16 @@ class Run:
         """The node's name as recorded in the root run (`"child/step"` when nested)."""
         return self.prefix + node.name
 
-    def skip(self, node: PlanNode, state: StepState = _SKIPPED) -> int:
-        """Mark a node skipped; downstream refs to it resolve to None."""
+    def skip(self, node: PlanNode, state: StepState = _SKIPPED, *, record: bool = True) -> int:
+        """Mark a node skipped; downstream refs to it resolve to None.
+
+        `record=False` leaves no checkpoint (a `when` that is false: recovery evaluates it
+        again).
+        """
         i = node.index
         self.states[i] = state
         self.outputs[i] = SKIPPED
-        if self.journal is not None:
+        if record and self.journal is not None:
             self.journal.invoked(self, node, None)
         if self.emitter is not None:
             self.emitter.emit("step_skipped", events.DEBUG, self.full_name(node), state=state)
@@ -308,11 +312,14 @@ class Run:
             emitter.emit(name, events.DEBUG, self.full_name(node), ctx.attempt, duration=t1 - t0)
         return PARK if node.async_completion else OK
 
-    def checkpoint_invoke(self, node: PlanNode, ctx: StepContext | None) -> None:
+    def checkpoint_invoke(
+        self, node: PlanNode, ctx: StepContext | None, *, record: bool = True
+    ) -> None:
+        """Write the end of a node's invoke (crash points of `flowkit.testing` around it)."""
         faults = self.faults
         if faults is not None:
             faults.crash(self, node, "invoke", "before")
-        if self.journal is not None:
+        if record and self.journal is not None:
             self.journal.invoked(self, node, ctx)
         if faults is not None:
             faults.crash(self, node, "invoke", "after")

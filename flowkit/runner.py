@@ -58,7 +58,7 @@ def _prepare(run: Run, node: PlanNode) -> tuple[bool, Any]:
     cond = node.cond
     try:
         if cond is not None and not run.condition(cond):
-            return False, run.skip(node)
+            return False, run.skip(node, record=False)  # recovery evaluates the when again
         return True, node.get(run)
     except Exception as exc:
         return False, run.fail(node, exc)
@@ -220,7 +220,8 @@ async def _finish_child(run: Run, node: PlanNode, child: Run) -> int:
         run.states[i] = _DONE
     run.ended[i] = time.time()
     run.attempts[i] = 1
-    run.checkpoint_invoke(node, None)
+    # a finished nested run needs no checkpoint of its own: its steps' rows say it all
+    run.checkpoint_invoke(node, None, record=code != OK)
     return code
 
 
@@ -228,7 +229,16 @@ async def _finish_child(run: Run, node: PlanNode, child: Run) -> int:
 
 
 async def _stage_group(run: Run, nodes: tuple[PlanNode, ...]) -> int:
-    """Run parallel siblings: threads for sync ones, tasks for async ones; wait for all."""
+    """Run parallel siblings: threads for sync ones, tasks for async ones; wait for all.
+
+    Siblings a recovered run had already finished are not run again.
+    """
+    nodes = tuple(n for n in nodes if run.states[n.index] is None)
+    if len(nodes) == 1:
+        node = nodes[0]
+        return invoke_sync(run, node) if node.fast else await invoke_async(run, node)
+    if not nodes:
+        return OK
     if _ON_LOOP.get():
         codes = await _group_on_loop(run, nodes)
     else:
