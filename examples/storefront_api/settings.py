@@ -12,7 +12,8 @@ examples.storefront_api.main:app`` uses):
 ``STOREFRONT_MAX_BODY_BYTES``
     The largest request body accepted, in bytes (default 65536; larger bodies get 413).
 ``STOREFRONT_STORE_PROVIDERS``
-    Comma-separated provider ids customers may pay with (default ``pp_test``).
+    Comma-separated provider ids customers may pay with (default ``pp_stripe`` when
+    ``STRIPE_API_KEY`` is set, else ``pp_test``).
 ``STOREFRONT_RUN_WORKER``
     ``1`` (default) runs the webhook queue's worker in a thread of the app; ``0`` leaves the
     queue to workers started elsewhere.
@@ -74,7 +75,8 @@ class Settings:
         key = env.get("STOREFRONT_ADMIN_API_KEY")
         if not key:
             raise ValueError("set STOREFRONT_ADMIN_API_KEY (16+ characters) to run the API")
-        providers = env.get("STOREFRONT_STORE_PROVIDERS", "pp_test")
+        default = "pp_stripe" if env.get("STRIPE_API_KEY") else "pp_test"
+        providers = env.get("STOREFRONT_STORE_PROVIDERS", default)
         return cls(
             database_url=env.get("STOREFRONT_DATABASE_URL", "sqlite:///storefront.db"),
             admin_api_key=key,

@@ -326,3 +326,20 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     paths = main.app.openapi()["paths"]
     assert {"/store/carts/{cart_id}/complete", "/hooks/payment/{provider_id}"} <= set(paths)
     assert create_app(settings).title == main.app.title
+
+
+def test_stripe_is_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With STRIPE_API_KEY set, customers pay with pp_stripe; without it, with the test
+    gateway."""
+    pytest.importorskip("payment.providers.stripe")
+    monkeypatch.setenv("STOREFRONT_ADMIN_API_KEY", ADMIN_KEY)
+    main: Any = importlib.import_module("examples.storefront_api.main")
+    env = {
+        "STOREFRONT_ADMIN_API_KEY": ADMIN_KEY,
+        "STRIPE_API_KEY": "sk_test_storefront0000",
+        "STRIPE_WEBHOOK_SECRET": "whsec_storefront",
+        "STRIPE_API_BASE": "http://127.0.0.1:9",
+    }
+    assert [p.id for p in main.providers_from_env(env)] == ["pp_system_default", "pp_stripe"]
+    assert Settings.from_env(env).store_providers == ("pp_stripe",)
+    assert [p.id for p in main.providers_from_env({})] == ["pp_system_default", "pp_test"]
