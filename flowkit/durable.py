@@ -282,24 +282,7 @@ def find_node(plan: Plan, name: str) -> PlanNode | None:
 
 def child_run(run: Run, node: PlanNode) -> Run:
     """The nested run of a child-workflow node, created (with its input) if missing."""
-    if run.children is None:
-        run.children = {}
-    child = run.children.get(node.index)
-    if child is None:
-        assert node.child is not None
-        child = Run(
-            node.child,
-            PENDING_INPUT,  # set by `position`, once the stages before it are settled
-            f"{run.transaction_id}/{node.name}",
-            event_group_id=run.event_group_id,
-            emitter=run.emitter,
-            journal=run.journal,
-            faults=run.faults,
-            parent=run,
-            prefix=f"{run.prefix}{node.name}/",
-        )
-        run.children[node.index] = child
-    return child
+    return run.nested(node, PENDING_INPUT)  # set by `position`, once earlier stages are settled
 
 
 def _apply_invoke(run: Run, node: PlanNode, row: StoredStep, codec: Codec) -> None:

@@ -186,6 +186,26 @@ class Run:
             scope = self._scope = container.scope()
         return scope
 
+    def nested(self, node: PlanNode, input: Any) -> Run:
+        """The run of a nested-workflow node (made on first use with `input`, then kept)."""
+        if self.children is None:
+            self.children = {}
+        child = self.children.get(node.index)
+        if child is None:
+            assert node.child is not None
+            child = self.children[node.index] = Run(
+                node.child,
+                input,
+                f"{self.transaction_id}/{node.name}",
+                event_group_id=self.event_group_id,
+                emitter=self.emitter,
+                journal=self.journal,
+                faults=self.faults,
+                parent=self,
+                prefix=f"{self.prefix}{node.name}/",
+            )
+        return child
+
     def close_scope(self, exc: BaseException | None) -> None:
         """Clean up the run's scoped services, seeing the run's error."""
         scope, self._scope = self._scope, None

@@ -183,23 +183,8 @@ async def _invoke_child(run: Run, node: PlanNode) -> int:
     ready, inp = _prepare(run, node)
     if not ready:
         return int(inp)
-    assert node.child is not None
     run.begin(node, 1)
-    if run.children is None:
-        run.children = {}
-    child = run.children.get(node.index)  # present when a recovered run resumes inside it
-    if child is None:
-        child = run.children[node.index] = Run(
-            node.child,
-            inp,
-            f"{run.transaction_id}/{node.name}",
-            event_group_id=run.event_group_id,
-            emitter=run.emitter,
-            journal=run.journal,
-            faults=run.faults,
-            parent=run,
-            prefix=f"{run.prefix}{node.name}/",
-        )
+    child = run.nested(node, inp)  # a recovered run may already be inside it
     return await _finish_child(run, node, child)
 
 
