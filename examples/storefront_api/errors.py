@@ -140,7 +140,9 @@ def error_response(
 def _expected(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, PaymentActionRequired):
         return _action_required(exc)
-    status = status_of(type(exc)) or 500
+    status = status_of(type(exc))
+    if status is None:  # an error of the family this table does not know: a bug here
+        return _unexpected(request, exc)
     headers = {"Retry-After": "1"} if isinstance(exc, ProviderError) and exc.retryable else {}
     if headers:
         status = 503
