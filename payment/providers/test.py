@@ -137,6 +137,7 @@ class TestProvider:
         self._clock = clock
         self._lock = threading.RLock()
         self._ledgers: dict[str, _Ledger] = {}
+        self._completed_elsewhere: set[str] = set()
         self._answers: dict[tuple[str, str], object] = {}
         self._calls: list[ProviderCall] = []
         self._events = itertools.count(1)
@@ -168,11 +169,15 @@ class TestProvider:
         """The customer passed 3-D Secure: the next authorize of a ``requires_more`` session
         (with a new idempotency key) answers ``authorized``.
 
-        Raises:
-            KeyError: the gateway never saw that session.
+        A session this instance has not seen yet (another process initiated it, as the other
+        servers of a real gateway would have) is remembered until it shows up.
         """
         with self._lock:
-            self._ledgers[session_id].action_completed = True
+            entry = self._ledgers.get(session_id)
+            if entry is None:
+                self._completed_elsewhere.add(session_id)
+            else:
+                entry.action_completed = True
 
     def _handle(self, method: str, key: str | None, record: object, answer: Callable[[], T]) -> T:
         with self._lock:
@@ -208,7 +213,8 @@ class TestProvider:
     def _ledger_of(self, payment: ProviderInput) -> _Ledger:
         session_id = self._session_id(payment)
         if session_id not in self._ledgers:  # a session this instance never initiated
-            self._ledgers[session_id] = self._new_ledger(payment)
+            ledger = self._ledgers[session_id] = self._new_ledger(payment)
+            ledger.action_completed = session_id in self._completed_elsewhere
         return self._ledgers[session_id]
 
     def _output(self, entry: _Ledger, session_id: str, **extra: Any) -> ProviderOutput:
