@@ -210,8 +210,7 @@ def event(session_id: str = "payses_x", event_id: str = "evt_forged") -> bytes:
 def test_webhook_without_a_valid_signature_is_400(
     shop: Harness, headers: dict[str, str], why: str
 ) -> None:
-    """A webhook with a missing, malformed, wrong or stale signature, or a body that is not
-    the signed one, answers 400 invalid_signature and queues nothing."""
+    """A missing, malformed, wrong or stale signature (or a re-signed body) is 400."""
     before = shop.snapshot()
     answer = shop.client.post("/hooks/payment/pp_test", content=event(), headers=headers)
     assert why in reason(answer, 400, "invalid_signature")
@@ -244,8 +243,7 @@ def test_unsupported_event_is_acknowledged_without_a_run(shop: Harness) -> None:
     "url", ["/store/payment-collections", "/hooks/payment/pp_test", "/admin/payments/p/refund"]
 )
 def test_oversized_body_is_413(shop: Harness, url: str) -> None:
-    """A body over 64 KiB answers 413 before any route reads it, whether it declares its
-    length or streams it in chunks."""
+    """A body over 64 KiB is 413 before any route reads it, declared or chunked."""
     before = shop.snapshot()
     big = json.dumps({"cart_id": "c", "pad": "x" * BIG}).encode()
 
@@ -287,8 +285,7 @@ def test_body_at_the_limit_is_read(shop: Harness) -> None:
 def test_payment_operation_errors(
     shop: Harness, order: dict[str, Any], route: str, body: Any, status: int, code: str
 ) -> None:
-    """Amounts the payment refuses answer 400; more than there is answers 409; the payment is
-    unchanged (only the reverted run is recorded)."""
+    """Refused amounts are 400, too much is 409, and the payment is unchanged."""
     before = shop.snapshot()
     answer = shop.admin("POST", f"/admin/payments/{order['payment_id']}/{route}", json=body)
     reason(answer, status, code)
@@ -346,8 +343,7 @@ def test_disabled_provider_is_409(shop: Harness) -> None:
 
 
 def test_provider_failures_are_502_or_503(shop: Harness) -> None:
-    """A provider refusing a request answers 502; one timing out (after the step's retries)
-    answers 503 with Retry-After; neither leaves an order."""
+    """A provider refusing is 502; one timing out is 503 with Retry-After."""
     cart_id = shop.new_cart()
     url = f"/store/payment-collections/{shop.collection(cart_id)['id']}/payment-sessions"
     refused = shop.client.post(url, json={"cart_id": cart_id, "provider_id": "pp_test",

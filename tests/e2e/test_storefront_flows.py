@@ -83,8 +83,7 @@ def test_checkout_capture_refund_and_timeline(database_url: str) -> None:
 
 
 def test_three_d_secure_answers_402_then_the_customer_continues(shop: Harness) -> None:
-    """3-D Secure parks the checkout run and answers 402 with the action; the next call after
-    the customer acted finishes that same run."""
+    """3-D Secure parks the run with a 402 and its action; the next call finishes it."""
     cart_id, session_id = shop.paying_cart("requires_more")
     first = shop.complete(cart_id)
     assert first.status_code == 402
@@ -108,8 +107,7 @@ def test_three_d_secure_answers_402_then_the_customer_continues(shop: Harness) -
 
 
 def test_customer_back_without_acting_gets_the_action_again(shop: Harness) -> None:
-    """Coming back without passing 3-D Secure reverts the waiting run (cart released) and
-    answers 402 again; passing it later completes the cart with a fresh run."""
+    """Coming back before passing 3-D Secure gets the action again, until it passes."""
     cart_id, session_id = shop.paying_cart("requires_more")
     assert shop.complete(cart_id).status_code == 402
     again = shop.complete(cart_id)
@@ -122,8 +120,7 @@ def test_customer_back_without_acting_gets_the_action_again(shop: Harness) -> No
 
 
 def test_pending_authorization_finishes_from_the_webhook_once(shop: Harness) -> None:
-    """A checkout waiting for the provider (202) is finished by its webhook; the same webhook
-    delivered twice is queued and processed once."""
+    """A 202 checkout is finished by its webhook; delivered twice, it runs once."""
     cart_id, session_id = shop.paying_cart("pending_authorization")
     pending = shop.complete(cart_id)
     assert pending.status_code == 202
@@ -149,8 +146,7 @@ def test_pending_authorization_finishes_from_the_webhook_once(shop: Harness) -> 
 
 
 def test_three_d_secure_can_be_finished_by_the_gateway_webhook(shop: Harness) -> None:
-    """After the customer passed 3-D Secure at the gateway, its 'authorized' webhook finishes
-    the waiting checkout without another call from the customer."""
+    """After 3-D Secure, the gateway's 'authorized' webhook finishes the waiting run."""
     cart_id, session_id = shop.paying_cart("requires_more")
     assert shop.complete(cart_id).status_code == 402
     held = shop.storefront.carts.state(cart_id).checkout_run
@@ -174,8 +170,7 @@ def test_failed_webhook_reverts_the_waiting_checkout(shop: Harness) -> None:
 
 
 def test_out_of_stock_after_authorization_cancels_or_refunds(shop: Harness) -> None:
-    """Stock running out after the authorization answers 409 and leaves the payment canceled
-    (or refunded when the gateway captured at once), with no order."""
+    """Out of stock after authorizing is 409; the payment is canceled or refunded."""
     for scenario, undone in (("approve", "canceled_at"), ("auto_capture", "refunds")):
         cart_id, session_id = shop.paying_cart(scenario, POSTER)
         answer = shop.complete(cart_id)
@@ -203,8 +198,7 @@ def test_declined_card_is_402_and_a_new_session_pays(shop: Harness) -> None:
 
 
 def test_capture_with_an_idempotency_key_moves_money_once(shop: Harness) -> None:
-    """A capture repeated with its Idempotency-Key answers the first result and captures once;
-    the key reused for another amount is a 409 conflict."""
+    """A capture repeated with its Idempotency-Key captures once; reused otherwise: 409."""
     payment = f"/admin/payments/{shop.paid_order()['payment_id']}/capture"
     key = {"Idempotency-Key": "capture-1"}
     first = shop.admin("POST", payment, json={"amount": "20"}, headers=key)
@@ -218,8 +212,7 @@ def test_capture_with_an_idempotency_key_moves_money_once(shop: Harness) -> None
 
 
 def test_a_failed_operation_repeated_with_its_key_answers_the_same(shop: Harness) -> None:
-    """A capture beyond the authorization fails with 409; repeated with the same key it is
-    answered from the stored run with the same code, and nothing moves."""
+    """A failed capture repeated with its key answers the stored 409; nothing moves."""
     payment = f"/admin/payments/{shop.paid_order()['payment_id']}/capture"
     key = {"Idempotency-Key": "too-much"}
     answers = [shop.admin("POST", payment, json={"amount": "80"}, headers=key) for _ in range(2)]
@@ -242,8 +235,7 @@ def test_cancel_voids_the_payment_and_capture_is_then_refused(shop: Harness) -> 
 
 
 def test_request_scope_is_closed_after_each_request_seeing_its_error(shop: Harness) -> None:
-    """The request's scoped services are cleaned up after the response, and their cleanup sees
-    the exception when the route failed."""
+    """Each request's scope is cleaned up after it, the cleanup seeing the route's error."""
     payment = f"/admin/payments/{shop.paid_order()['payment_id']}/capture"
     with capture_logs() as logs:
         assert shop.admin("POST", payment, json={"amount": "10"}).status_code == 200
@@ -273,8 +265,7 @@ class GatedGateway(TestProvider):
 
 
 def test_completing_a_cart_being_completed_is_409(sqlite_url: str) -> None:
-    """While one request completes a cart, a second one answers 409 run_in_progress; the first
-    then places the only order."""
+    """Completing a cart another request is completing is 409; one order is placed."""
     gateway = GatedGateway()
     with storefront_harness(sqlite_url, providers=gateway_providers(gateway)) as shop:
         cart_id, _ = shop.paying_cart("approve")
@@ -289,8 +280,7 @@ def test_completing_a_cart_being_completed_is_409(sqlite_url: str) -> None:
 
 
 def test_store_answers_hide_provider_data(shop: Harness) -> None:
-    """Store answers carry no provider data, context or metadata; a collection is reached only
-    through its own cart."""
+    """Store answers hide provider data; a collection is reached only through its cart."""
     cart_id = shop.new_cart()
     collection = shop.collection(cart_id)
     session = shop.session(cart_id, collection["id"], scenario="approve", secret="s3cr3t")
@@ -329,8 +319,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_stripe_is_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With STRIPE_API_KEY set, customers pay with pp_stripe; without it, with the test
-    gateway."""
+    """With STRIPE_API_KEY set customers pay with pp_stripe, else with pp_test."""
     pytest.importorskip("payment.providers.stripe")
     monkeypatch.setenv("STOREFRONT_ADMIN_API_KEY", ADMIN_KEY)
     main: Any = importlib.import_module("examples.storefront_api.main")

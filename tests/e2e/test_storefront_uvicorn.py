@@ -55,8 +55,7 @@ def serving(app: object) -> Iterator[str]:
 
 
 def test_webhook_over_http_finishes_the_checkout_exactly_once(tmp_path: Path) -> None:
-    """Over real HTTP, a checkout waiting for the provider is finished by its signed webhook;
-    delivered twice at once and once more later, it completes the cart once."""
+    """Over real HTTP, a webhook delivered three times finishes the checkout once."""
     with storefront_harness(f"sqlite:///{tmp_path / 'shop.db'}") as shop:
         with serving(shop.app) as base_url, httpx.Client(base_url=base_url, timeout=10) as http:
             cart_id, session_id, checkout_run = _pending_checkout(shop, http)
@@ -160,9 +159,7 @@ def _stripe_storefront(tmp_path: Path, localstripe: str) -> Any:
 def test_localstripe_webhooks_over_http_finish_the_checkout_once(
     tmp_path: Path, localstripe: str
 ) -> None:
-    """3-D Secure on Stripe: the checkout waits (402 with Stripe's next action); the customer
-    passes the challenge; localstripe signs payment_intent.succeeded and delivers it twice to
-    the uvicorn server; the checkout run finishes once, with one order and one payment."""
+    """localstripe's webhook, delivered twice to uvicorn, finishes a 3-D Secure checkout once."""
     from stripe_support import CARD_3DS, WEBHOOK_SECRET, authenticate, post_to_localstripe
 
     with _stripe_storefront(tmp_path, localstripe) as shop:
