@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from flowkit.codec import Codec
@@ -170,7 +169,9 @@ class StoreJournal:
             self.owner,
             (),
             update,
-            take_signals=[run.full_name(n) for n in waiting_nodes(run)] if waiting else (),
+            take_signals=[owner.full_name(node) for owner, node in run.waiting()]
+            if waiting
+            else (),
         )
         self._write(checkpoint, None)
         self.taken.extend(checkpoint.taken)
@@ -214,18 +215,6 @@ def _error_json(run: Run, name: str, action: str) -> str | None:
 def _is_last(run: Run, node: PlanNode) -> bool:
     stages = run.plan.stages
     return bool(stages) and stages[-1] is node
-
-
-def waiting_nodes(run: Run) -> Iterator[PlanNode]:
-    """Nodes of `run` (and of its nested runs) that wait for a signal."""
-    for node in run.plan.nodes:
-        if node is None:
-            continue
-        if run.states[node.index] is StepState.WAITING and node.child is None:
-            yield node
-        child = run.children.get(node.index) if run.children else None
-        if child is not None:
-            yield from waiting_nodes(child)
 
 
 # --- rebuilding a run from its log -------------------------------------------------------------

@@ -38,7 +38,18 @@ def stored_result(stored: StoredRun, steps: list[StoredStep], codec: Codec) -> R
         )
         and status is TransactionState.DONE,
         steps=lambda: step_records(steps),
+        waiting=_waiting(steps, codec) if status is TransactionState.WAITING else None,
     )
+
+
+def _waiting(steps: list[StoredStep], codec: Codec) -> dict[str, Any]:
+    """The invoke outputs of the steps whose latest row says they wait."""
+    latest = {row.step: row for row in steps}
+    return {
+        name: codec.loads(row.output)
+        for name, row in latest.items()
+        if row.action == "invoke" and row.status == StepState.WAITING
+    }
 
 
 def decode_errors(text: str) -> list[StepError]:

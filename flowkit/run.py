@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol, TypeVar
 
@@ -398,7 +398,23 @@ class Run:
             workflow=self.plan.name,
             is_partially_completed=self.partial,
             steps=self.step_records,
+            waiting=self.waiting_outputs() if self.status is TransactionState.WAITING else None,
         )
+
+    def waiting_outputs(self) -> dict[str, Any]:
+        """What each waiting step's invoke returned, by name (nested runs' steps included)."""
+        return {run.full_name(node): run.outputs[node.index] for run, node in self.waiting()}
+
+    def waiting(self) -> Iterator[tuple[Run, PlanNode]]:
+        """The steps waiting for a signal, with the (nested) run each belongs to."""
+        for node in self.plan.nodes:
+            if node is None:
+                continue
+            if self.states[node.index] is _WAITING and node.child is None:
+                yield self, node
+            child = self.children.get(node.index) if self.children else None
+            if child is not None:
+                yield from child.waiting()
 
 
 # --- driving coroutines ---------------------------------------------------------------------

@@ -131,6 +131,8 @@ class RunResult(Generic[T]):
         workflow: The workflow's name.
         is_partially_completed: True when a step failed but the run went on
             (`continue_on_permanent_failure` / `skip_on_permanent_failure`).
+        waiting: For a `waiting` run, what each waiting step's invoke returned, by step name
+            (what the run waits on: a 3-D Secure URL, a provider reference...); else empty.
     """
 
     __slots__ = (
@@ -140,6 +142,7 @@ class RunResult(Generic[T]):
         "result",
         "status",
         "transaction_id",
+        "waiting",
         "workflow",
     )
 
@@ -153,8 +156,10 @@ class RunResult(Generic[T]):
         workflow: str,
         is_partially_completed: bool = False,
         steps: Mapping[str, StepRecord] | Callable[[], Mapping[str, StepRecord]] = (dict),
+        waiting: Mapping[str, Any] | None = None,
     ) -> None:
         self.result = result
+        self.waiting: Mapping[str, Any] = waiting or {}
         self.status = status
         self.errors = errors
         self.transaction_id = transaction_id

@@ -146,3 +146,27 @@ def ledger_registry(ledger: Ledger) -> flowkit.Registry:
 
 
 ALL: list[flowkit.Workflow[Any, Any]] = [three_steps, outer, with_wait]
+
+
+@step("ask-bank", async_completion=True)
+def ask_bank(order: Order, ctx: StepContext) -> dict[str, str]:
+    """Starts a bank check; its output says where the customer goes meanwhile."""
+    return {"redirect": f"https://bank.test/{order.order_id}"}
+
+
+@workflow("bank-check")
+def bank_check(order: flowkit.Ref[Order]) -> WorkflowResponse[Any]:
+    """A nested workflow that waits for the bank."""
+    return WorkflowResponse(ask_bank(order))
+
+
+@workflow("with-nested-wait")
+def with_nested_wait(order: flowkit.Ref[Order]) -> WorkflowResponse[Any]:
+    """Reserve, then a nested workflow that waits, then a last step."""
+    reserve(order)
+    answer = bank_check.as_step(order, "check")
+    third(order)
+    return WorkflowResponse(answer)
+
+
+ALL.append(with_nested_wait)

@@ -448,3 +448,22 @@ def _run_or_recover(eng: Engine, order: Order, started: bool) -> None:
         eng.recover()
     else:
         eng.run(three_steps, order, transaction_id="tx-loop")
+
+
+def test_waiting_result_says_what_the_run_waits_on(
+    make_store: StoreFactory, ledger: Ledger
+) -> None:
+    """A waiting run's result holds the waiting steps' outputs, nested ones by full name."""
+    from durable_app import with_nested_wait
+
+    order = Order("o23", Decimal("1"))
+    waiting = engine(make_store, ledger).run(with_nested_wait, order, transaction_id="tx-nw")
+    assert waiting.status is TransactionState.WAITING
+    assert waiting.waiting == {"check/ask-bank": {"redirect": "https://bank.test/o23"}}
+    stored = engine(make_store, ledger).result("tx-nw")
+    assert stored is not None
+    assert stored.waiting == waiting.waiting
+    done = engine(make_store, ledger).set_step_success("tx-nw", "check/ask-bank", "ok")
+    assert done.status is TransactionState.DONE
+    assert done.result == "ok"
+    assert done.waiting == {}
