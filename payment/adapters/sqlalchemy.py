@@ -23,8 +23,9 @@ from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 
 from payment.adapters import tables as t
+from payment.adapters.compiled import Sql, TableSql
 from payment.adapters.engine import is_sqlite
-from payment.adapters.statements import Filters, Sql, Statements, TableSql
+from payment.adapters.statements import Filters, Statements
 from payment.domain import (
     AccountHolder,
     CollectionStatus,
@@ -112,36 +113,26 @@ class SqlPaymentRepository:
     def load_collection(
         self, collection_id: str, *, lock: bool = False
     ) -> PaymentCollection | None:
-        """The collection with its sessions and payments; `lock` takes its row locks.
+        """The collection with its sessions and payments; `lock` takes its row lock.
 
-        The locking query goes first: what the others read is then what the previous holder
-        of the lock committed.
+        Two statements: the collection's row (locking it first, so what the second reads is
+        what the previous holder of the lock committed), then every row it holds.
         """
         sql = self._sql
-        queries = sql.aggregate_locked if lock else sql.aggregate
-        head, sessions, payments, captures, refunds = self._aggregate_rows(queries, collection_id)
-        if not head:
+        head = self._send(sql.collection_locked if lock else sql.collection, collection_id)
+        children = self._send(sql.children.sql, collection_id) if self._pipelined else None
+        rows = head.fetchall()
+        if not rows:
             return None
+        if children is None:  # no pipeline: skip the children of a collection that is not there
+            children = self._send(sql.children.sql, collection_id)
+        sessions, payments, captures, refunds = sql.children.split(children.fetchall())
         found: PaymentCollection = sql.collections.codec.decode(
-            head[0],
+            rows[0],
             sessions=tuple(map(sql.sessions.codec.decode, sessions)),
             payments=tuple(self._payments(payments, captures, refunds)),
         )
         return found
-
-    def _aggregate_rows(
-        self, queries: Sequence[Sql], collection_id: str
-    ) -> list[Sequence[Sequence[Any]]]:
-        """The rows of (collection, sessions, payments, captures, refunds), in that order."""
-        if self._pipelined:  # send them all, then read: one round trip
-            cursors = [self._send(query, collection_id) for query in queries]
-            return [cursor.fetchall() for cursor in cursors]
-        rows = [self._all(queries[0], collection_id)]
-        if rows[0]:
-            rows += [self._all(queries[1], collection_id), self._all(queries[2], collection_id)]
-            if rows[2]:  # captures and refunds only when there are payments
-                rows += [self._all(query, collection_id) for query in queries[3:]]
-        return rows + [()] * (len(queries) - len(rows))
 
     def _payments(
         self,
