@@ -24,9 +24,10 @@ from flowkit import (
     TransactionState,
 )
 from payment import NotFound, PaymentActionRequired, PaymentModule, SessionStatus
+from payment.inputs import AuthorizationAttempt
 
 from .carts import CartState, CheckoutCarts
-from .context import RequestContext, RequestLog
+from .context import RequestLog
 from .models import CheckoutOut, order_out
 from .running import new_transaction_id, raise_failure, result_of, run_workflow
 from .workflows import AWAIT_STEP, checkout_workflow
@@ -63,8 +64,8 @@ def _answer(scope: Scope, result: RunResult[Any]) -> CheckoutOut:
     if result.status is TransactionState.DONE:
         order = order_out(result_of(result, Order))
         return CheckoutOut(status="completed", transaction_id=result.transaction_id, order=order)
-    attempt = scope.resolve(RequestContext).attempt
-    if attempt is not None and attempt.waiting_for == "customer":
+    attempt = result.waiting.get(AWAIT_STEP)  # the waiting step's input: the first attempt
+    if isinstance(attempt, AuthorizationAttempt) and attempt.waiting_for == "customer":
         raise PaymentActionRequired(attempt.session_id, attempt.action)
     return CheckoutOut(status="pending", transaction_id=result.transaction_id, order=None)
 

@@ -15,7 +15,6 @@ import structlog
 from attrs import define, field
 
 from flowkit import RunResult, Scope
-from payment.inputs import AuthorizationAttempt
 
 __all__ = ["RequestContext", "RequestLog", "background_context", "request_log"]
 
@@ -27,14 +26,10 @@ class RequestContext:
     Attributes:
         request_id: A fresh id per request (``background`` outside requests).
         route: The route's method and path template, e.g. ``POST /store/carts/{cart_id}/complete``.
-        attempt: The first authorization attempt a checkout run made in this request, set by
-            the ``note-payment-action`` step: it tells the route what the run waits for and
-            the action the customer must take (flowkit keeps step outputs to itself).
     """
 
     request_id: str
     route: str
-    attempt: AuthorizationAttempt | None = None
 
 
 def background_context() -> RequestContext:

@@ -56,14 +56,12 @@ from payment.steps import (
 from payment.workflows import process_payment_workflow
 
 from .carts import CheckoutCarts
-from .context import RequestContext
 
 __all__ = [
     "AWAIT_STEP",
     "CancelPaymentInput",
     "cancel_payment_workflow",
     "checkout_workflow",
-    "note_payment_action_step",
     "signal_checkout_step",
     "webhook_workflow",
 ]
@@ -76,16 +74,6 @@ _FAILURE = frozenset({PaymentAction.FAILED, PaymentAction.CANCELED})
 
 
 # --- checkout ---------------------------------------------------------------------------
-
-
-@step("note-payment-action")
-def note_payment_action_step(attempt: AuthorizationAttempt, ctx: StepContext) -> None:
-    """Tell the request that started the run what the run is about to wait for.
-
-    Writes the attempt into the request's `RequestContext` (a value of the request scope, seen
-    through the run's child scope). Outside a request it lands in a throwaway context.
-    """
-    ctx.resolve(RequestContext).attempt = attempt
 
 
 def _waits(attempt: AuthorizationAttempt) -> bool:
@@ -116,12 +104,7 @@ def checkout_workflow(inp: Ref[CompleteCartInput]) -> WorkflowResponse[Any]:
     claimed = claim_cart_step(transform(inp, lambda v: as_input(v, CompleteCartInput)))
     authorize = transform(claimed, _authorize_input)
     attempt = begin_authorization_step(authorize)
-
-    def wait() -> Any:
-        note_payment_action_step(attempt)
-        return await_payment_action_step(attempt)
-
-    when(attempt, _waits).then(wait)
+    when(attempt, _waits).then(lambda: await_payment_action_step(attempt))
     payment = authorize_payment_session_step(authorize)
     order = create_order_step(transform((claimed, payment), _new_order))
     reserve_inventory_step(order)
