@@ -101,8 +101,8 @@ def _assert_once(shop: Harness, checkout_run: str, session_id: str) -> None:
     """One order, every checkout step invoked once, the gateway holding one authorization."""
     record = shop.run(checkout_run)
     assert {name: step.attempts for name, step in record.steps.items() if step.attempts} == {
-        "claim-cart": 1, "begin-authorization": 1, "await-payment-action": 1, "authorize-payment-session": 1, "create-order": 1,
-        "reserve-inventory": 1,
+        "claim-cart": 1, "begin-authorization": 1, "await-payment-action": 1,
+        "authorize-payment-session": 1, "create-order": 1, "reserve-inventory": 1,
     }  # fmt: skip
     assert shop.snapshot().orders == 1
     assert shop.storefront.database.stock_level("tee") == 98
