@@ -63,6 +63,7 @@ def _kill_once(directory: Path, rng: random.Random) -> None:
 
 
 @pytest.mark.reliability
+@pytest.mark.timeout(120 + 15 * KILLS)  # the long on-demand run outlasts the suite's default
 def test_flows_survive_random_sigkills(tmp_path: Path) -> None:
     """After SIGKILLs and a recovery: no run lost, no money moved twice, invariants hold."""
     rng = random.Random(int(os.environ.get("FLOWKIT_RELIABILITY_SEED", "7")))
