@@ -133,8 +133,7 @@ class ModuleCore:
         Raises:
             NotFound: no such session or payment.
         """
-        collection_id = repo.collection_id_of(session_id=session_id, payment_id=payment_id)
-        found = None if collection_id is None else repo.load_collection(collection_id, lock=lock)
+        found = repo.load_collection_of(session_id=session_id, payment_id=payment_id, lock=lock)
         if found is None:
             entity = ("PaymentSession", session_id) if session_id else ("Payment", payment_id)
             raise NotFound(entity[0], str(entity[1]))

@@ -42,10 +42,10 @@ class PaymentRepository(Protocol):
     ) -> PaymentCollection | None:
         """The collection with its sessions and payments; `lock` holds it until commit."""
 
-    def collection_id_of(
-        self, *, session_id: str | None = None, payment_id: str | None = None
-    ) -> str | None:
-        """The id of the collection that holds a session or a payment."""
+    def load_collection_of(
+        self, *, session_id: str | None = None, payment_id: str | None = None, lock: bool = False
+    ) -> PaymentCollection | None:
+        """The collection holding a session (or else a payment), as `load_collection`."""
 
     def find_collection(
         self, *, idempotency_key: str | None = None, live_cart_id: str | None = None

@@ -47,11 +47,12 @@ def _slot_kind(column: sa.ColumnElement[Any]) -> str:
 
 
 def _branches(
-    sessions: TableSql, payments: TableSql, captures: TableSql, refunds: TableSql
+    tables: Sequence[TableSql], collection_id: sa.ColumnElement[Any]
 ) -> list[tuple[list[sa.ColumnElement[Any]], Any, sa.ColumnElement[bool]]]:
     """(columns in record order, FROM, WHERE) of each table, in the order of `KINDS`."""
     s, p, c, r = t.sessions, t.payments, t.captures, t.refunds
-    of_collection = p.c.payment_collection_id == sa.bindparam("id")
+    sessions, payments, captures, refunds = tables
+    of_collection = p.c.payment_collection_id == collection_id
 
     def columns(table: TableSql) -> list[sa.ColumnElement[Any]]:
         return [table.codec.table.c[name] for name in table.codec.columns]
@@ -60,7 +61,7 @@ def _branches(
         (
             [*columns(sessions), p.c.id],  # the session's payment id, from the join
             s.outerjoin(p, p.c.payment_session_id == s.c.id),
-            s.c.payment_collection_id == sa.bindparam("id"),
+            s.c.payment_collection_id == collection_id,
         ),
         (columns(payments), p, of_collection),
         (columns(captures), c.join(p, p.c.id == c.c.payment_id), of_collection),
@@ -72,7 +73,9 @@ class ChildrenQuery:
     """The sessions, payments, captures and refunds of one collection, in one statement.
 
     Args:
-        sessions, payments, captures, refunds: The tables' statements and codecs.
+        tables: The sessions', payments', captures' and refunds' statements and codecs.
+        collection_id: The collection's id: the ``id`` bind parameter, or an expression of it
+            (the collection of the session or payment whose id it is).
         dialect: The engine's dialect.
     """
 
@@ -80,14 +83,9 @@ class ChildrenQuery:
     """The tables, in the order `split` returns their rows."""
 
     def __init__(
-        self,
-        sessions: TableSql,
-        payments: TableSql,
-        captures: TableSql,
-        refunds: TableSql,
-        dialect: Dialect,
+        self, tables: Sequence[TableSql], collection_id: sa.ColumnElement[Any], dialect: Dialect
     ) -> None:
-        branches = _branches(sessions, payments, captures, refunds)
+        branches = _branches(tables, collection_id)
         placed = [self._place(columns) for columns, _, _ in branches]
         self._slot_kinds = ["table"]  # column 0: the table's number
         offsets = {}

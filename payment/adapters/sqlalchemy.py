@@ -113,20 +113,30 @@ class SqlPaymentRepository:
     def load_collection(
         self, collection_id: str, *, lock: bool = False
     ) -> PaymentCollection | None:
-        """The collection with its sessions and payments; `lock` takes its row lock.
+        """The collection with its sessions and payments; `lock` takes its row lock."""
+        return self._load("id", collection_id, lock)
 
-        Two statements: the collection's row (locking it first, so what the second reads is
-        what the previous holder of the lock committed), then every row it holds.
-        """
+    def load_collection_of(
+        self, *, session_id: str | None = None, payment_id: str | None = None, lock: bool = False
+    ) -> PaymentCollection | None:
+        """The collection holding a session or a payment; `lock` takes its row lock."""
+        if session_id is not None:
+            return self._load("session", session_id, lock)
+        return self._load("payment", payment_id, lock)
+
+    def _load(self, by: str, key: object, lock: bool) -> PaymentCollection | None:
+        """Two statements: the collection's row (locking it first, so what the second reads
+        is what the previous holder of the lock committed), then every row it holds."""
         sql = self._sql
-        head = self._send(sql.collection_locked if lock else sql.collection, collection_id)
-        children = self._send(sql.children.sql, collection_id) if self._pipelined else None
+        head = self._send(sql.heads[by, lock], key)
+        children = self._send(sql.children[by].sql, key) if self._pipelined else None
         rows = head.fetchall()
         if not rows:
             return None
-        if children is None:  # no pipeline: skip the children of a collection that is not there
-            children = self._send(sql.children.sql, collection_id)
-        sessions, payments, captures, refunds = sql.children.split(children.fetchall())
+        if children is None:  # no pipeline: the children by the id just read, the cheaper query
+            children = self._send(sql.children["id"].sql, rows[0][0])
+        split = sql.children[by].split  # (every `children` query has the same layout)
+        sessions, payments, captures, refunds = split(children.fetchall())
         found: PaymentCollection = sql.collections.codec.decode(
             rows[0],
             sessions=tuple(map(sql.sessions.codec.decode, sessions)),
@@ -173,16 +183,6 @@ class SqlPaymentRepository:
         captures = self._shaped("captures", [(t.captures.c.payment_id, ids)])
         refunds = self._shaped("refunds", [(t.refunds.c.payment_id, ids)])
         return self._payments(rows, captures, refunds)
-
-    def collection_id_of(
-        self, *, session_id: str | None = None, payment_id: str | None = None
-    ) -> str | None:
-        """The id of the collection holding a session or a payment."""
-        if session_id is not None:
-            rows = self._all(self._sql.collection_id_of_session, session_id)
-        else:
-            rows = self._all(self._sql.collection_id_of_payment, payment_id)
-        return str(rows[0][0]) if rows else None
 
     def find_collection(
         self, *, idempotency_key: str | None = None, live_cart_id: str | None = None

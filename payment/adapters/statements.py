@@ -77,18 +77,32 @@ class Statements:
         return Sql(query, self.dialect, names)
 
     def _aggregate_reads(self) -> None:
-        """One collection's row (locked or not), and every row it holds in one query.
+        """One collection's row (locked or not), and every row it holds in one query, found by
+        the collection's id or by the id of a session or a payment it holds.
 
         The lock is on the collection's row only: every write transaction takes it before it
         reads or writes anything the collection holds, so it serializes them all.
         """
-        c = t.collections
-        collection = self.collections.select().where(c.c.id == bind("id"))
-        self.collection = self._one(collection, "id")
-        self.collection_locked = self._one(collection.with_for_update(), "id")
-        self.children = ChildrenQuery(
-            self.sessions, self.payments, self.captures, self.refunds, self.dialect
-        )
+        c, s, p = t.collections, t.sessions, t.payments
+        by: dict[str, sa.ColumnElement[Any]] = {
+            "id": bind("id"),
+            "session": sa.select(s.c.payment_collection_id)
+            .where(s.c.id == bind("id"))
+            .scalar_subquery(),
+            "payment": sa.select(p.c.payment_collection_id)
+            .where(p.c.id == bind("id"))
+            .scalar_subquery(),
+        }
+        tables = (self.sessions, self.payments, self.captures, self.refunds)
+        self.heads: dict[tuple[str, bool], Sql] = {}
+        """The collection's row, by (what the id names, lock)."""
+        self.children: dict[str, ChildrenQuery] = {}
+        """Every row the collection holds, by what the id names."""
+        for name, collection_id in by.items():
+            head = self.collections.select().where(c.c.id == collection_id)
+            self.heads[name, False] = self._one(head, "id")
+            self.heads[name, True] = self._one(head.with_for_update(), "id")
+            self.children[name] = ChildrenQuery(tables, collection_id, self.dialect)
 
     def _sessions(self) -> sa.Select[Any]:
         s, p = t.sessions, t.payments
@@ -96,13 +110,7 @@ class Statements:
         return joined.outerjoin(p, p.c.payment_session_id == s.c.id)
 
     def _lookups(self) -> None:
-        c, s, p = t.collections, t.sessions, t.payments
-        self.collection_id_of_session = self._one(
-            sa.select(s.c.payment_collection_id).where(s.c.id == bind("id")), "id"
-        )
-        self.collection_id_of_payment = self._one(
-            sa.select(p.c.payment_collection_id).where(p.c.id == bind("id")), "id"
-        )
+        c = t.collections
         self.collection_by_key = self._one(
             self.collections.select().where(c.c.idempotency_key == bind("key")), "key"
         )

@@ -86,6 +86,12 @@ class SlowLockedReads:
             time.sleep(0.05)
         return found
 
+    def load_collection_of(self, *, lock: bool = False, **holder: str | None) -> Any:
+        found = self._repo.load_collection_of(lock=lock, **holder)
+        if lock:
+            time.sleep(0.05)
+        return found
+
 
 class SlowLockStore:
     """A store whose write transactions use `SlowLockedReads`."""
