@@ -47,10 +47,11 @@ def _slot_kind(column: sa.ColumnElement[Any]) -> str:
 
 
 def _branches(
-    tables: Sequence[TableSql], collection_id: sa.ColumnElement[Any]
+    tables: Sequence[TableSql],
 ) -> list[tuple[list[sa.ColumnElement[Any]], Any, sa.ColumnElement[bool]]]:
     """(columns in record order, FROM, WHERE) of each table, in the order of `KINDS`."""
     s, p, c, r = t.sessions, t.payments, t.captures, t.refunds
+    collection_id: sa.BindParameter[str] = sa.bindparam("id")
     sessions, payments, captures, refunds = tables
     of_collection = p.c.payment_collection_id == collection_id
 
@@ -74,18 +75,14 @@ class ChildrenQuery:
 
     Args:
         tables: The sessions', payments', captures' and refunds' statements and codecs.
-        collection_id: The collection's id: the ``id`` bind parameter, or an expression of it
-            (the collection of the session or payment whose id it is).
         dialect: The engine's dialect.
     """
 
     KINDS = ("sessions", "payments", "captures", "refunds")
     """The tables, in the order `split` returns their rows."""
 
-    def __init__(
-        self, tables: Sequence[TableSql], collection_id: sa.ColumnElement[Any], dialect: Dialect
-    ) -> None:
-        branches = _branches(tables, collection_id)
+    def __init__(self, tables: Sequence[TableSql], dialect: Dialect) -> None:
+        branches = _branches(tables)
         placed = [self._place(columns) for columns, _, _ in branches]
         self._slot_kinds = ["table"]  # column 0: the table's number
         offsets = {}

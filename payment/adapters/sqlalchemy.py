@@ -77,22 +77,14 @@ def _children(payments: tuple[Payment, ...], kind: str) -> list[Any]:
 class SqlPaymentRepository:
     """The reads and writes of one transaction (see `payment.repository.PaymentRepository`).
 
-    Each statement runs on its own cursor, so a read can send all its queries before it
-    fetches any result: on PostgreSQL, where the store runs a transaction in pipeline mode,
-    an aggregate then loads in one round trip and writes are sent with the commit. Without a
-    pipeline (SQLite), each query runs at once and a load skips the queries it can tell are
-    empty.
-
     Args:
         connection: A DBAPI connection inside an open transaction.
         sql: The store's compiled statements.
-        pipelined: The connection is in pipeline mode.
     """
 
-    def __init__(self, connection: DBAPIConnection, sql: Statements, *, pipelined: bool) -> None:
+    def __init__(self, connection: DBAPIConnection, sql: Statements) -> None:
         self._connection = connection
         self._sql = sql
-        self._pipelined = pipelined
 
     def _send(self, statement: Sql, *values: Any) -> DBAPICursor:
         cursor = self._connection.cursor()
@@ -128,15 +120,11 @@ class SqlPaymentRepository:
         """Two statements: the collection's row (locking it first, so what the second reads
         is what the previous holder of the lock committed), then every row it holds."""
         sql = self._sql
-        head = self._send(sql.heads[by, lock], key)
-        children = self._send(sql.children[by].sql, key) if self._pipelined else None
-        rows = head.fetchall()
+        rows = self._all(sql.heads[by, lock], key)
         if not rows:
             return None
-        if children is None:  # no pipeline: the children by the id just read, the cheaper query
-            children = self._send(sql.children["id"].sql, rows[0][0])
-        split = sql.children[by].split  # (every `children` query has the same layout)
-        sessions, payments, captures, refunds = split(children.fetchall())
+        children = self._all(sql.children.sql, rows[0][0])
+        sessions, payments, captures, refunds = sql.children.split(children)
         found: PaymentCollection = sql.collections.codec.decode(
             rows[0],
             sessions=tuple(map(sql.sessions.codec.decode, sessions)),
@@ -337,24 +325,6 @@ class SqlPaymentRepository:
             self._connection.cursor().execute(table.insert.text, table.insert_args(info))
 
 
-def _sqlite_transaction(
-    connection: Any, sql: Statements, *, write: bool
-) -> Iterator[SqlPaymentRepository]:
-    """A SQLite transaction: ``BEGIN IMMEDIATE`` takes the write lock before the first read."""
-    connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-    yield SqlPaymentRepository(connection, sql, pipelined=False)
-    connection.commit()
-
-
-def _postgres_transaction(
-    connection: Any, sql: Statements, *, write: bool
-) -> Iterator[SqlPaymentRepository]:
-    """A PostgreSQL transaction in pipeline mode."""
-    with connection.pipeline():
-        yield SqlPaymentRepository(connection, sql, pipelined=True)
-        connection.commit()
-
-
 class SqlPaymentStore:
     """Transactions on one engine (see `payment.repository.PaymentStore`).
 
@@ -392,8 +362,10 @@ class SqlPaymentStore:
         try:
             if snapshot:
                 connection.isolation_level = _REPEATABLE_READ
-            run = _sqlite_transaction if self._is_sqlite else _postgres_transaction
-            yield from run(connection, self._sql, write=write)
+            elif self._is_sqlite:  # psycopg begins a transaction with its first statement
+                connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            yield SqlPaymentRepository(connection, self._sql)
+            connection.commit()
         except BaseException as error:
             self._abandon(pooled, error)
             if isinstance(error, self._integrity_error) and _is_unique_violation(error):

@@ -77,8 +77,8 @@ class Statements:
         return Sql(query, self.dialect, names)
 
     def _aggregate_reads(self) -> None:
-        """One collection's row (locked or not), and every row it holds in one query, found by
-        the collection's id or by the id of a session or a payment it holds.
+        """One collection's row (locked or not), found by its id or by the id of a session or a
+        payment it holds, and every row it holds in one query.
 
         The lock is on the collection's row only: every write transaction takes it before it
         reads or writes anything the collection holds, so it serializes them all.
@@ -96,13 +96,12 @@ class Statements:
         tables = (self.sessions, self.payments, self.captures, self.refunds)
         self.heads: dict[tuple[str, bool], Sql] = {}
         """The collection's row, by (what the id names, lock)."""
-        self.children: dict[str, ChildrenQuery] = {}
-        """Every row the collection holds, by what the id names."""
         for name, collection_id in by.items():
             head = self.collections.select().where(c.c.id == collection_id)
             self.heads[name, False] = self._one(head, "id")
             self.heads[name, True] = self._one(head.with_for_update(), "id")
-            self.children[name] = ChildrenQuery(tables, collection_id, self.dialect)
+        self.children = ChildrenQuery(tables, self.dialect)
+        """Every row the collection with that id holds."""
 
     def _sessions(self) -> sa.Select[Any]:
         s, p = t.sessions, t.payments
