@@ -24,6 +24,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from payment.adapters import tables as t
 from payment.adapters.compiled import Sql, TableSql
+from payment.adapters.connections import IdleConnections, WriterLock
 from payment.adapters.engine import is_sqlite
 from payment.adapters.statements import Filters, Statements
 from payment.domain import (
@@ -341,6 +342,8 @@ class SqlPaymentStore:
         self._sql = Statements(engine.dialect)
         self._is_sqlite = is_sqlite(engine)
         self._integrity_error: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
+        self._connections = IdleConnections(engine)
+        self._writer = WriterLock() if self._is_sqlite else None
 
     def read(self) -> AbstractContextManager[SqlPaymentRepository]:
         """A read-only transaction."""
@@ -356,7 +359,20 @@ class SqlPaymentStore:
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[SqlPaymentRepository]:
-        pooled = self.engine.raw_connection()
+        writer = self._writer if write else None
+        if writer is not None:
+            writer.acquire()
+        try:
+            with self._connection(write=write) as connection:
+                yield SqlPaymentRepository(connection, self._sql)
+        finally:
+            if writer is not None:
+                writer.release()
+
+    @contextmanager
+    def _connection(self, *, write: bool) -> Iterator[Any]:
+        """A connection in a transaction, committed when the block ends, else rolled back."""
+        pooled = self._connections.get()
         connection: Any = pooled.dbapi_connection
         snapshot = not write and not self._is_sqlite  # PostgreSQL reads: REPEATABLE READ
         try:
@@ -364,7 +380,7 @@ class SqlPaymentStore:
                 connection.isolation_level = _REPEATABLE_READ
             elif self._is_sqlite:  # psycopg begins a transaction with its first statement
                 connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            yield SqlPaymentRepository(connection, self._sql)
+            yield connection
             connection.commit()
         except BaseException as error:
             self._abandon(pooled, error)
@@ -372,9 +388,9 @@ class SqlPaymentStore:
                 raise DuplicateKey(str(error)[:300]) from error
             raise
         finally:
-            if snapshot and not connection.closed:
+            if snapshot and pooled.is_valid and not connection.closed:
                 connection.isolation_level = None
-            pooled.close()
+            self._connections.put(pooled)
 
     def _abandon(self, connection: PoolProxiedConnection, error: BaseException) -> None:
         """Roll back; a connection the error broke (or that cannot roll back) is discarded."""
@@ -387,4 +403,5 @@ class SqlPaymentStore:
 
     def close(self) -> None:
         """Close every pooled connection."""
+        self._connections.close()
         self.engine.dispose()
