@@ -39,6 +39,24 @@ def frozen_json_from_text(text: str) -> FrozenJson:
     return parsed
 
 
+class _ParsedJson:
+    """Parses stored JSON once per text: loads read the same rows again and again, and the
+    result is immutable, so one object can serve every load of that text."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._parsed: dict[str, FrozenJson] = {}
+        self._size = size
+
+    def __call__(self, text: str) -> FrozenJson:
+        found = self._parsed.get(text)
+        if found is None:
+            found = frozen_json_from_text(text)
+            if len(self._parsed) >= self._size:
+                self._parsed.clear()
+            self._parsed[text] = found
+        return found
+
+
 def _frozen_json_from_object(value: dict[str, Any]) -> FrozenJson:
     """Freeze JSON the driver already parsed (PostgreSQL's psycopg does)."""
     if not value:
@@ -60,11 +78,11 @@ def _sqlite_time(value: datetime | None) -> str | None:
         raise ValueError("naive datetimes are not stored: give a timezone")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.isoformat(" ", "microseconds")[:-6]  # without its "+00:00"
 
 
 def _sqlite_time_from_text(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return None if text is None else datetime.fromisoformat(text + "+00:00")
 
 
 def _aware_time(value: datetime | None) -> datetime | None:
@@ -81,17 +99,16 @@ def _optional(convert: Convert) -> Convert:
     return lambda value: None if value is None else convert(value)
 
 
-# (encode, decode) per column type and dialect; None means the value passes unchanged.
-_SQLITE: dict[type, tuple[Convert | None, Convert | None]] = {
-    Money: (_optional(str), _optional(Decimal)),
-    UtcDateTime: (_sqlite_time, _sqlite_time_from_text),
-    sa.JSON: (_json_text, frozen_json_from_text),
-    sa.Boolean: (None, _optional(bool)),
+# (encode, decode) per column type and dialect, made per column; None: the value passes as is.
+_SQLITE: dict[type, Callable[[], tuple[Convert | None, Convert | None]]] = {
+    Money: lambda: (_optional(str), _optional(Decimal)),
+    UtcDateTime: lambda: (_sqlite_time, _sqlite_time_from_text),
+    sa.JSON: lambda: (_json_text, _ParsedJson()),
+    sa.Boolean: lambda: (None, _optional(bool)),
 }
-_POSTGRES: dict[type, tuple[Convert | None, Convert | None]] = {
-    Money: (None, None),
-    UtcDateTime: (_aware_time, _utc),
-    sa.JSON: (_json_text, _frozen_json_from_object),
+_POSTGRES: dict[type, Callable[[], tuple[Convert | None, Convert | None]]] = {
+    UtcDateTime: lambda: (_aware_time, _utc),
+    sa.JSON: lambda: (_json_text, _frozen_json_from_object),
 }
 
 
@@ -107,7 +124,8 @@ def _converters(
     encoders: list[Convert | None] = []
     decoders: list[tuple[int, Convert]] = []
     for index, name in enumerate(names):
-        encode, decode = by_type.get(type(table.c[name].type), (None, None))
+        make = by_type.get(type(table.c[name].type))
+        encode, decode = (None, None) if make is None else make()
         if isinstance(table.c[name].type, sa.String):
             encode = _enum_value  # statuses and states are StrEnums: store their plain value
         encoders.append(encode)

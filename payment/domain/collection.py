@@ -170,8 +170,7 @@ class PaymentCollection:
                 entity_id=self.id,
             )
         new_metadata = self.metadata if metadata is None else metadata
-        changed = evolve(self, currency_code=currency, amount=value, metadata=new_metadata)
-        return changed._recomputed()
+        return self._with(currency_code=currency, amount=value, metadata=new_metadata)
 
     def _check_currency(self, currency_code: object) -> None:
         currency = normalize_currency(currency_code)
@@ -228,7 +227,7 @@ class PaymentCollection:
             context=context,
             idempotency_key=idempotency_key,
         )
-        return evolve(self, sessions=(*self.sessions, session))._recomputed(), session
+        return self._with(sessions=(*self.sessions, session)), session
 
     def initiated_session(
         self, session_id: str, data: Mapping[str, Any], now: datetime
@@ -280,11 +279,10 @@ class PaymentCollection:
             PaymentAlreadyAuthorized: the session has a live payment.
         """
         self._ensure_no_live_payment(session_id)
-        return evolve(
-            self,
+        return self._with(
             sessions=tuple(s for s in self.sessions if s.id != session_id),
             payments=tuple(p for p in self.payments if p.payment_session_id != session_id),
-        )._recomputed()
+        )
 
     def authorized_payment(self, session_id: str) -> Payment | None:
         """The payment an earlier authorization of the session made, or None.
@@ -334,19 +332,18 @@ class PaymentCollection:
             payment_id=payment_id if authorized else None,
         )
         if not authorized:
-            return evolve(self, sessions=_replaced(self.sessions, session))._recomputed(), None
+            return self._with(sessions=_replaced(self.sessions, session)), None
         payment = _payment_for(session, payment_id, data, now)
         if status is ProviderStatus.CAPTURED:
             done = OperationState.SUCCEEDED
             capture = Capture(capture_id, payment_id, session.amount, done, attempt_key, now)
             payment = evolve(payment, captures=(capture,), captured_at=now)
         sessions = _replaced(self.sessions, session)
-        after = evolve(self, sessions=sessions, payments=(*self.payments, payment))
-        return after._recomputed(), payment
+        return self._with(sessions=sessions, payments=(*self.payments, payment)), payment
 
     def with_payment(self, payment: Payment) -> PaymentCollection:
         """Replace one of its payments by a changed copy and recompute."""
-        return evolve(self, payments=_replaced(self.payments, payment))._recomputed()
+        return self._with(payments=_replaced(self.payments, payment))
 
     def with_payment_canceled(self, payment_id: str, now: datetime) -> PaymentCollection:
         """Mark a payment canceled (its authorization voided) and its session canceled."""
@@ -371,12 +368,11 @@ class PaymentCollection:
         """Cancel the collection, its payments and its sessions (keeps the first cancel time)."""
         if self.canceled_at is not None:
             return self
-        return evolve(
-            self,
+        return self._with(
             canceled_at=now,
             sessions=tuple(evolve(s, status=SessionStatus.CANCELED) for s in self.sessions),
             payments=tuple(p.canceled(now) for p in self.payments),
-        )._recomputed()
+        )
 
     def completed(self, now: datetime) -> PaymentCollection:
         """Mark the collection completed (keeps the first time); `PaymentCanceled` if canceled."""
@@ -396,26 +392,49 @@ class PaymentCollection:
             raise PaymentAlreadyAuthorized(live[0].payment_session_id, live[0].id)
 
     def _recomputed(self) -> PaymentCollection:
-        authorized = sum((p.amount for p in self.live_payments()), ZERO)
-        captured = sum((p.captured_amount for p in self.payments), ZERO)
-        refunded = sum((p.refunded_amount for p in self.payments), ZERO)
+        return self._with()
+
+    def _with(self, **changes: Any) -> PaymentCollection:
+        """A copy with `changes`, its amounts and status recomputed (one new object)."""
+        payments: tuple[Payment, ...] = changes.get("payments", self.payments)
+        currency = changes.get("currency_code", self.currency_code)
+        authorized = sum((p.amount for p in payments if p.canceled_at is None), ZERO)
+        captured = sum((p.captured_amount for p in payments), ZERO)
+        refunded = sum((p.refunded_amount for p in payments), ZERO)
+        status = _status(
+            changes.get("canceled_at", self.canceled_at),
+            changes.get("amount", self.amount),
+            changes.get("sessions", self.sessions),
+            authorized,
+            captured,
+        )
         return evolve(
             self,
-            authorized_amount=quantized(authorized, self.currency_code),
-            captured_amount=quantized(captured, self.currency_code),
-            refunded_amount=quantized(refunded, self.currency_code),
-            status=self._status(authorized, captured),
+            **changes,
+            authorized_amount=quantized(authorized, currency),
+            captured_amount=quantized(captured, currency),
+            refunded_amount=quantized(refunded, currency),
+            status=status,
         )
 
-    def _status(self, authorized: Decimal, captured: Decimal) -> CollectionStatus:
-        if self.canceled_at is not None:
-            return CollectionStatus.CANCELED
-        if captured > 0:
-            full = captured >= self.amount
-            return CollectionStatus.COMPLETED if full else CollectionStatus.PARTIALLY_CAPTURED
-        if authorized > 0:
-            full = authorized >= self.amount
-            return CollectionStatus.AUTHORIZED if full else CollectionStatus.PARTIALLY_AUTHORIZED
-        if self.sessions and all(s.status is SessionStatus.ERROR for s in self.sessions):
-            return CollectionStatus.FAILED
-        return CollectionStatus.AWAITING if self.sessions else CollectionStatus.NOT_PAID
+
+def _status(
+    canceled_at: datetime | None,
+    amount: Decimal,
+    sessions: tuple[PaymentSession, ...],
+    authorized: Decimal,
+    captured: Decimal,
+) -> CollectionStatus:
+    """Spec §2: canceled; else by what is captured; else by what is authorized; else by the
+    sessions (all in error: failed; any: awaiting; none: not paid)."""
+    if canceled_at is not None:
+        return CollectionStatus.CANCELED
+    if captured > 0:
+        full = captured >= amount
+        return CollectionStatus.COMPLETED if full else CollectionStatus.PARTIALLY_CAPTURED
+    if authorized > 0:
+        full = authorized >= amount
+        return CollectionStatus.AUTHORIZED if full else CollectionStatus.PARTIALLY_AUTHORIZED
+    if sessions and all(s.status is SessionStatus.ERROR for s in sessions):
+        return CollectionStatus.FAILED
+    return CollectionStatus.AWAITING if sessions else CollectionStatus.NOT_PAID

@@ -315,10 +315,11 @@ class Payment:
             now: When it was confirmed; becomes `captured_at` once fully captured.
         """
         captures = _succeeded(self.captures, capture_id)
-        payment = evolve(self, captures=captures, data=self.data if data is None else data)
-        if payment.captured_at is None and payment.captured_amount >= payment.amount:
-            payment = evolve(payment, captured_at=now)
-        return payment
+        captured_at = self.captured_at
+        if captured_at is None and _total(captures, OperationState.SUCCEEDED) >= self.amount:
+            captured_at = now
+        data = self.data if data is None else data
+        return evolve(self, captures=captures, data=data, captured_at=captured_at)
 
     def drop_capture(self, capture_id: str) -> Payment:
         """Remove a capture the provider refused (only while it is still pending)."""
