@@ -4,7 +4,8 @@ Loading an aggregate is the store's most frequent read. Four small queries cost 
 statement's fixed cost (on PostgreSQL, most of a statement's time), so the children come in one
 ``UNION ALL``: each branch puts its columns in typed slots (text, amount, time, JSON, integer:
 the types line up across branches, as PostgreSQL requires) and fills the others with typed
-NULLs; the first column says which table a row comes from. Rows arrive in (table, id) order.
+NULLs; the first column says which table a row comes from. The rows are few: Python sorts
+them by id (SQLite would build a temporary b-tree per branch for an ORDER BY).
 """
 
 from __future__ import annotations
@@ -96,9 +97,8 @@ class ChildrenQuery:
                 zip(branches, placed, strict=True)
             )
         ]
-        id_slot = f"s{offsets['text']}"  # every record's first column, its id, is text
-        union = sa.union_all(*selects).order_by(sa.literal_column("k"), sa.literal_column(id_slot))
-        self.sql = Sql(union, dialect, ["id"])
+        self.sql = Sql(sa.union_all(*selects), dialect, ["id"])
+        self._id = itemgetter(offsets["text"])  # every record's first column, its id, is text
         self._pickers = [itemgetter(*(offsets[k] + i for k, i in slots)) for slots in placed]
 
     @staticmethod
@@ -133,10 +133,11 @@ class ChildrenQuery:
         return sa.select(*output).select_from(from_).where(where)
 
     def split(self, rows: Rows) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
-        """The union's rows as (sessions, payments, captures, refunds) rows in record order."""
+        """The union's rows as (sessions, payments, captures, refunds) rows in record order,
+        each in id order."""
         split: tuple[list[Any], list[Any], list[Any], list[Any]] = ([], [], [], [])
         pickers = self._pickers
-        for row in rows:
+        for row in sorted(rows, key=self._id):
             number = row[0]
             split[number].append(pickers[number](row))
         return split

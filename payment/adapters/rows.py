@@ -21,7 +21,7 @@ import attrs
 import sqlalchemy as sa
 
 from payment.adapters.types import Money, UtcDateTime
-from payment.domain import FrozenJson, freeze_json, thaw_json
+from payment.domain import FrozenJson, freeze_json
 from payment.domain._json import EMPTY_JSON
 
 __all__ = ["RecordCodec", "frozen_json_from_text"]
@@ -66,8 +66,9 @@ def _frozen_json_from_object(value: dict[str, Any]) -> FrozenJson:
     return FrozenJson(value)
 
 
-def _json_text(value: FrozenJson) -> str:
-    return json.dumps(thaw_json(value))
+def _json_encoder() -> Convert:
+    """JSON text of a `FrozenJson`: nested ones become objects, tuples arrays (no thawing)."""
+    return json.JSONEncoder(default=dict).encode
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
@@ -103,12 +104,12 @@ def _optional(convert: Convert) -> Convert:
 _SQLITE: dict[type, Callable[[], tuple[Convert | None, Convert | None]]] = {
     Money: lambda: (_optional(str), _optional(Decimal)),
     UtcDateTime: lambda: (_sqlite_time, _sqlite_time_from_text),
-    sa.JSON: lambda: (_json_text, _ParsedJson()),
+    sa.JSON: lambda: (_json_encoder(), _ParsedJson()),
     sa.Boolean: lambda: (None, _optional(bool)),
 }
 _POSTGRES: dict[type, Callable[[], tuple[Convert | None, Convert | None]]] = {
     UtcDateTime: lambda: (_aware_time, _utc),
-    sa.JSON: lambda: (_json_text, _frozen_json_from_object),
+    sa.JSON: lambda: (_json_encoder(), _frozen_json_from_object),
 }
 
 
