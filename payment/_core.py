@@ -154,7 +154,7 @@ class ModuleCore:
         extra: Mapping[str, Any] | None = None,
     ) -> ProviderContext:
         """The provider context of a call about `session` (customer and holder from its context)."""
-        context = {**session.context, **(extra or {})}
+        context = {**session.context, **extra} if extra else session.context
         holder_id = context.get("account_holder_id")
         holder = repo.get_account_holder(holder_id) if isinstance(holder_id, str) else None
         return ProviderContext(idempotency_key, session.id, _customer(context), holder, context)

@@ -29,12 +29,14 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _RANDOM_BITS = 80
 
 
+_PAIRS = [_ALPHABET[i >> 5] + _ALPHABET[i & 31] for i in range(1024)]  # two digits per lookup
+
+
 def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, index = divmod(value, 32)
-        chars.append(_ALPHABET[index])
-    return "".join(reversed(chars))
+    """`value` as `length` Crockford base32 digits, most significant first."""
+    head = _ALPHABET[(value >> (5 * (length - 1))) & 31] if length % 2 else ""
+    pairs = range(10 * (length // 2 - 1), -1, -10)
+    return head + "".join([_PAIRS[(value >> shift) & 1023] for shift in pairs])
 
 
 class IdFactory:

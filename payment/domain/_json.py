@@ -44,6 +44,11 @@ class FrozenJson(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"FrozenJson({self._items!r})"
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenJson):  # the common case, without Mapping's two dict copies
+            return self is other or self._items == other._items
+        return super().__eq__(other)
+
     def __hash__(self) -> int:
         return hash(tuple(self._items.items()))
 
