@@ -101,10 +101,12 @@ class CollectionMethods(ModuleCore):
             CartNotEligible: a cart already has a live collection made with another key.
         """
         drafts = [self._draft(_as_new(item)) for item in data]
-        try:
+        try:  # new keys and carts are the rule: insert, and let the unique keys catch the rest
             with self._store.write() as repo:
-                return [self._insert(repo, draft) for draft in drafts]
-        except DuplicateKey:  # a concurrent create won the race: answer with its records
+                for draft in drafts:
+                    repo.save_collection(None, draft)
+                return drafts
+        except DuplicateKey:  # a repeated key, a taken cart, or a concurrent create's records
             with self._store.write() as repo:
                 return [self._insert(repo, draft) for draft in drafts]
 

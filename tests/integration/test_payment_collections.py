@@ -120,6 +120,35 @@ def test_create_many_is_all_or_nothing(module: PaymentModule) -> None:
     assert [c.amount for c in made] == [Decimal("1.00"), Decimal("1000")]
 
 
+def test_a_batch_with_a_repeated_key_returns_it_and_creates_the_rest(
+    module: PaymentModule,
+) -> None:
+    """A batch mixing a key seen before, a new key, and twice the same new key returns the
+    first collection for the old key and creates each new key once, in the order given."""
+    first = module.create_payment_collection("usd", "10", idempotency_key="old")
+    made = module.create_payment_collections(
+        [
+            NewPaymentCollection("usd", "10", idempotency_key="old"),
+            NewPaymentCollection("usd", "20", idempotency_key="new"),
+            NewPaymentCollection("usd", "20", idempotency_key="new"),
+        ]
+    )
+    assert made[0] == first
+    assert made[1] == made[2]
+    assert made[1].amount == Decimal("20.00")
+    assert len(module.list_payment_collections()) == 2
+
+
+def test_a_batch_with_a_taken_cart_creates_nothing(module: PaymentModule) -> None:
+    """A batch whose second item names a cart with a live collection fails as a whole."""
+    module.create_payment_collection("usd", "10", cart_id="cart_1")
+    with pytest.raises(CartNotEligible):
+        module.create_payment_collections(
+            [NewPaymentCollection("usd", "5"), NewPaymentCollection("usd", "5", cart_id="cart_1")]
+        )
+    assert len(module.list_payment_collections()) == 1
+
+
 def test_update_changes_amount_currency_and_metadata(module: PaymentModule) -> None:
     """Amount, currency and metadata change; the status follows the new amount."""
     collection = module.create_payment_collection("usd", "10")
