@@ -114,7 +114,9 @@ _POSTGRES: dict[type, Callable[[], tuple[Convert | None, Convert | None]]] = {
 
 
 def _enum_value(value: Any) -> Any:
-    return value.value if isinstance(value, Enum) else value
+    if type(value) is str or not isinstance(value, Enum):
+        return value
+    return value.value
 
 
 def _converters(

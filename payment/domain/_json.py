@@ -94,6 +94,8 @@ def freeze_json(value: object, field: str = "data") -> FrozenJson:
     Raises:
         InvalidData: not a mapping, or it holds something JSON cannot store.
     """
+    if type(value) is FrozenJson:  # already frozen (and checked): the records' usual case
+        return value
     if value is None:
         return FrozenJson({})
     if not isinstance(value, Mapping):
