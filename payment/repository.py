@@ -1,9 +1,12 @@
 """What the service needs from storage: a `PaymentStore` of transactions over a repository.
 
 A write transaction (`PaymentStore.write`) serializes with every other writer of the same
-collection: `load_collection(..., lock=True)` takes the row locks (``SELECT ... FOR UPDATE`` on
-PostgreSQL; on SQLite the whole write transaction holds the database's write lock from its
-``BEGIN IMMEDIATE``). Every record crosses this boundary as an immutable domain snapshot.
+collection: `load_collection(..., lock=True)` (or `load_collection_of`) locks the collection's
+row before it reads anything the collection holds (``SELECT ... FOR UPDATE`` on PostgreSQL; on
+SQLite the whole write transaction holds the database's write lock from its ``BEGIN
+IMMEDIATE``). Every writer takes that lock before it reads or writes any row of the aggregate,
+so the one lock serializes them. Every record crosses this boundary as an immutable domain
+snapshot.
 """
 
 from __future__ import annotations

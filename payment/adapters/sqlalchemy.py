@@ -118,8 +118,9 @@ class SqlPaymentRepository:
         return self._load("payment", payment_id, lock)
 
     def _load(self, by: str, key: object, lock: bool) -> PaymentCollection | None:
-        """Two statements: the collection's row (locking it first, so what the second reads
-        is what the previous holder of the lock committed), then every row it holds."""
+        """Two statements: the collection's row, locked first on PostgreSQL (what the second
+        then reads is what the previous holder of the lock committed; SQLite's writers hold
+        the database's lock from ``BEGIN IMMEDIATE``), then every row it holds."""
         sql = self._sql
         rows = self._all(sql.heads[by, lock], key)
         if not rows:
