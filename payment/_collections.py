@@ -263,7 +263,7 @@ class CollectionMethods(ModuleCore):
         with self._store.read() as repo:
             calls = [
                 (p.provider_id, self._payment_input(repo, collection, p, f"{p.id}:cancel"))
-                for p in collection.live_payments()
+                for p in collection.voidable_payments()
             ]
             calls += [
                 (s.provider_id, self._session_input(repo, s, f"{s.id}:cancel"))

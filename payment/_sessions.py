@@ -258,7 +258,7 @@ class SessionMethods(ModuleCore):
             after, payment = before.record_authorization(
                 session_id, output.status, output.data, attempt_key=key,
                 payment_id=self._ids.new("Payment"), capture_id=self._ids.new("Capture"),
-                now=self._clock(),
+                now=self._clock(), captured_amount=output.captured_amount,
             )  # fmt: skip
             repo.save_collection(before, after)
             return payment

@@ -19,6 +19,8 @@ from payment.exceptions import (
     CartNotEligible,
     NotFound,
     PaymentActionRequired,
+    PaymentAlreadyAuthorized,
+    PaymentAlreadyCaptured,
     PaymentError,
     ProviderError,
 )
@@ -103,7 +105,11 @@ def create_payment_collection_step(
 def _delete_collection(collection_id: str | None, ctx: StepContext) -> None:
     if collection_id is None:
         return  # the create failed: its transaction left nothing
-    _module(ctx).delete_payment_collections([collection_id])  # the cart link goes with it
+    module = _module(ctx)
+    try:
+        module.delete_payment_collections([collection_id])  # the cart link goes with it
+    except PaymentAlreadyCaptured:  # money moved and came back: keep its history, free the cart
+        module.cancel_payment_collection(collection_id)
 
 
 @step("retrieve-payment-collection", continue_on_permanent_failure=True)
@@ -156,7 +162,19 @@ def create_payment_session_step(
 def _delete_session(session_id: str | None, ctx: StepContext) -> None:
     if session_id is None:
         return  # a failed create leaves no session (the module removes it)
-    _module(ctx).delete_payment_session(session_id)
+    module = _module(ctx)
+    try:
+        module.delete_payment_session(session_id)
+    except (PaymentAlreadyAuthorized, PaymentAlreadyCaptured):
+        if not _holds_nothing(module, session_id):
+            raise
+        # its money moved and came back: keep the session's history (the collection is
+        # canceled by its own compensation, which frees the cart)
+
+
+def _holds_nothing(module: PaymentModule, session_id: str) -> bool:
+    payments = module.list_payments(session_id=session_id)
+    return all(p.canceled_at is not None or p.refunded_in_full for p in payments)
 
 
 @step("delete-old-payment-sessions", retry=PROVIDER_RETRY)
@@ -354,14 +372,17 @@ def process_webhook_step(action: WebhookAction, ctx: StepContext) -> Payment | N
     payment = module.authorize_payment_session(action.session_id)
     if payment is None or action.action is not PaymentAction.CAPTURED:
         return payment
+    missing = _not_yet_recorded(action, payment)
+    if missing is not None and missing <= 0:
+        return payment  # the authorization (or an earlier event) recorded it already
     key = f"webhook:{action.event_id}" if action.event_id else ctx.idempotency_key
-    return module.capture_payment(
-        payment.id, _captured_amount(action, payment), idempotency_key=key, is_captured=True
-    )
+    return module.capture_payment(payment.id, missing, idempotency_key=key, is_captured=True)
 
 
-def _captured_amount(action: WebhookAction, payment: Payment) -> Decimal | None:
+def _not_yet_recorded(action: WebhookAction, payment: Payment) -> Decimal | None:
+    """What the gateway says it captured in all, minus what the payment records (None: all
+    that is left). A gateway reports its total, so a repeated event adds nothing."""
     if action.amount is None:
         return None
-    left = payment.amount - payment.captured_amount
-    return min(action.amount, left) if left > 0 else None
+    recorded = payment.captured_amount + payment.pending_capture_amount
+    return min(action.amount, payment.amount) - recorded

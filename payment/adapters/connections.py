@@ -8,12 +8,12 @@ that sat idle longer than `PING_AFTER_IDLE_SECONDS` is pinged first, as the pool
 
 from __future__ import annotations
 
-import threading
 import time
 
 from sqlalchemy import Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
+from flowkit.sqlalchemy.sqlite import writer_lock
 from payment.adapters.engine import BUSY_TIMEOUT_SECONDS, PING_AFTER_IDLE_SECONDS, is_sqlite
 
 __all__ = ["IdleConnections", "WriterLock"]
@@ -72,16 +72,20 @@ class IdleConnections:
 
 
 class WriterLock:
-    """Serializes one SQLite store's write transactions inside the process.
+    """Serializes the write transactions on one SQLite file inside the process.
 
     SQLite lets one writer in at a time; ``BEGIN IMMEDIATE`` makes the others wait in SQLite's
     busy handler, which sleeps a millisecond or more between tries. Threads of one process
-    wait here instead and go in as soon as the writer before them commits. Other processes
-    still meet at ``BEGIN IMMEDIATE``.
+    wait here instead and go in as soon as the writer before them commits. The lock is
+    flowkit's per-file writer lock, so a flowkit store on the same file queues on it too.
+    Other processes still meet at ``BEGIN IMMEDIATE``.
+
+    Args:
+        database: The SQLite file's path.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, database: str) -> None:
+        self._lock = writer_lock(database)
 
     def acquire(self) -> None:
         """Wait for the lock (release it when the transaction ends).

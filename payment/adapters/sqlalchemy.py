@@ -344,7 +344,7 @@ class SqlPaymentStore:
         self._is_sqlite = is_sqlite(engine)
         self._integrity_error: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         self._connections = IdleConnections(engine)
-        self._writer = WriterLock() if self._is_sqlite else None
+        self._writer = WriterLock(engine.url.database or "") if self._is_sqlite else None
 
     def read(self) -> AbstractContextManager[SqlPaymentRepository]:
         """A read-only transaction."""

@@ -308,12 +308,14 @@ class PaymentCollection:
         payment_id: str,
         capture_id: str,
         now: datetime,
+        captured_amount: Decimal | None = None,
     ) -> tuple[PaymentCollection, Payment | None]:
         """Save a provider's answer to `authorize_payment` on the session.
 
         `authorized` adds a Payment; `captured` adds a Payment with a succeeded Capture (keyed
-        by the authorize call's key). When a concurrent call already made the payment, the
-        aggregate is returned unchanged with that payment.
+        by the authorize call's key) of what the provider says it captured (all of it when
+        it does not say). When a concurrent call already made the payment, the aggregate is
+        returned unchanged with that payment.
 
         Returns:
             The new aggregate and the payment, or None when the answer authorized nothing.
@@ -335,9 +337,11 @@ class PaymentCollection:
             return self._with(sessions=_replaced(self.sessions, session)), None
         payment = _payment_for(session, payment_id, data, now)
         if status is ProviderStatus.CAPTURED:
+            amount = _captured(captured_amount, session.amount, self.currency_code)
             done = OperationState.SUCCEEDED
-            capture = Capture(capture_id, payment_id, session.amount, done, attempt_key, now)
-            payment = evolve(payment, captures=(capture,), captured_at=now)
+            capture = Capture(capture_id, payment_id, amount, done, attempt_key, now)
+            full = now if amount >= session.amount else None
+            payment = evolve(payment, captures=(capture,), captured_at=full)
         sessions = _replaced(self.sessions, session)
         return self._with(sessions=sessions, payments=(*self.payments, payment)), payment
 
@@ -359,10 +363,19 @@ class PaymentCollection:
         """Sessions without a payment that the provider could still authorize."""
         return tuple(s for s in self.sessions if s.payment_id is None and s.status in _VOIDABLE)
 
+    def voidable_payments(self) -> tuple[Payment, ...]:
+        """Live payments whose authorization can be voided (those without captures)."""
+        return tuple(p for p in self.live_payments() if not p.captures)
+
     def ensure_cancelable(self) -> None:
-        """Raise `PaymentAlreadyCaptured` when any payment has a capture."""
-        for payment in self.payments:
-            payment.ensure_cancelable()
+        """Raise `PaymentAlreadyCaptured` when a payment holds captured money.
+
+        A payment refunded in full holds nothing: it does not stand in the way (canceling
+        frees the cart, for example after a checkout that failed past an auto-capture).
+        """
+        for payment in self.live_payments():
+            if not payment.refunded_in_full:
+                payment.ensure_cancelable()
 
     def canceled(self, now: datetime) -> PaymentCollection:
         """Cancel the collection, its payments and its sessions (keeps the first cancel time)."""
@@ -371,7 +384,7 @@ class PaymentCollection:
         return self._with(
             canceled_at=now,
             sessions=tuple(evolve(s, status=SessionStatus.CANCELED) for s in self.sessions),
-            payments=tuple(p.canceled(now) for p in self.payments),
+            payments=tuple(p if p.captures else p.canceled(now) for p in self.payments),
         )
 
     def completed(self, now: datetime) -> PaymentCollection:
@@ -416,6 +429,14 @@ class PaymentCollection:
             refunded_amount=quantized(refunded, currency),
             status=status,
         )
+
+
+def _captured(reported: Decimal | None, authorized: Decimal, currency_code: str) -> Decimal:
+    """What an authorization answered `captured` captured: the provider's figure, within the
+    authorized amount."""
+    if reported is None:
+        return authorized
+    return min(to_amount(reported, currency_code), authorized)
 
 
 def _status(

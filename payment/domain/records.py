@@ -384,6 +384,12 @@ class Payment:
         kept = tuple(r for r in self.refunds if r.id != refund_id or r.state is not pending)
         return evolve(self, refunds=kept)
 
+    @property
+    def refunded_in_full(self) -> bool:
+        """True when money was captured and all of it went back (nothing pending either)."""
+        settled = not self.pending_capture_amount and not self.pending_refund_amount
+        return self.captured_amount > 0 and self.refunded_amount >= self.captured_amount and settled
+
     def ensure_cancelable(self) -> None:
         """Raise `PaymentAlreadyCaptured` when a capture exists, even a pending one."""
         if self.captures:

@@ -97,11 +97,14 @@ class ProviderOutput:
         status: Where the payment stands at the provider after the call.
         data: The provider's data to store and send back next time (never card numbers).
         action: What the customer must do, when the status is ``requires_more``.
+        captured_amount: With status ``captured``, how much the provider holds captured for
+            the payment (None: all of it), in major units.
     """
 
     status: ProviderStatus = field(converter=ProviderStatus)
     data: FrozenJson = field(default=EMPTY_JSON, converter=freeze_data)
     action: FrozenJson | None = field(default=None, converter=_freeze_action)
+    captured_amount: Decimal | None = None
 
 
 @frozen

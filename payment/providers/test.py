@@ -219,7 +219,8 @@ class TestProvider:
 
     def _output(self, entry: _Ledger, session_id: str, **extra: Any) -> ProviderOutput:
         data = {"id": f"tp_{session_id}", "scenario": entry.scenario, **extra}
-        return ProviderOutput(entry.status, data)
+        captured = entry.captured if entry.status is ProviderStatus.CAPTURED else None
+        return ProviderOutput(entry.status, data, captured_amount=captured)
 
     def _maybe_fail(self, entry: _Ledger, method: str) -> None:
         failing = _FAILING_METHOD.get(entry.scenario)

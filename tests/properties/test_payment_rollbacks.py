@@ -289,27 +289,36 @@ def assert_outcome(
     """A reverted run undid its work; a done run did its job; failed only with a reason."""
     example = world.examples[-1]
     if result.status is TransactionState.REVERTED:
-        reverted(world, example)
+        if refunded_back(world, example):
+            assert_refunded_auto_capture(world, example)
+        else:
+            reverted(world, example)
     elif result.status is TransactionState.DONE:
         expect(world, example, result)
     else:
         assert result.status is TransactionState.FAILED, result
-        if not trial.plan.compensation_failures:
-            assert_refunded_auto_capture(world, example, result)
+        assert trial.plan.compensation_failures, f"failed without a failing compensation: {result}"
 
 
-REFUSED_DELETES = ("PaymentAlreadyAuthorized", "PaymentAlreadyCaptured")
+def refunded_back(world: World, example: Example) -> bool:
+    """True when the example's run captured money (an auto-capture) that its revert refunded."""
+    if example.cart_id is None:
+        return False
+    every = world.module.list_payment_collections(cart_id=example.cart_id)
+    payments = [p for c in every for p in c.payments]
+    return any(p.refunded_in_full for p in payments)
 
 
-def assert_refunded_auto_capture(world: World, example: Example, result: RunResult[Any]) -> None:
-    """The one failed run the plan did not cause (a module bug, pinned by an e2e xfail): an
-    auto-capture was refunded, then its session and collection could not be deleted. The
-    money must be back all the same."""
-    assert example.scenario == "auto_capture", result.errors
-    refused = [e for e in result.errors if e.action == "compensate"]
-    assert refused, result.errors
-    assert all(e.type_name.endswith(REFUSED_DELETES) for e in refused), result.errors
-    assert gateway_money(world.gateway) == example.before["gateway"]
+def assert_refunded_auto_capture(world: World, example: Example) -> None:
+    """A revert past an auto-capture refunds it in full and keeps that history: the collection
+    is canceled (not deleted), the cart free for a new one, and the gateway's money back."""
+    assert example.scenario == "auto_capture", example
+    assert snapshot(world, example)["cart"] is None, "the cart still has a live collection"
+    every = world.module.list_payment_collections(cart_id=example.cart_id)
+    assert all(c.canceled_at is not None for c in every), every
+    captured, refunded = gateway_money(world.gateway)
+    before_captured, before_refunded = example.before["gateway"]
+    assert captured - before_captured == refunded - before_refunded, "money not returned"
 
 
 Expect = Callable[[World, Example, RunResult[Any]], None]

@@ -8,6 +8,7 @@ client secret the storefront needs for Stripe.js, and the next action or the las
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from payment.domain import ProviderStatus
@@ -117,6 +118,8 @@ def intent_output(
         data["decline_code"] = data.get("decline_code") or decline_code
         return ProviderOutput(ProviderStatus.ERROR, data)
     status = intent_status(provider_id, intent)
+    if status is ProviderStatus.CAPTURED:
+        return ProviderOutput(status, data, captured_amount=_amount_received(intent))
     if status is not ProviderStatus.REQUIRES_MORE:
         return ProviderOutput(status, data)
     action = {
@@ -125,6 +128,14 @@ def intent_output(
         "next_action": intent.get("next_action") or {},
     }
     return ProviderOutput(status, data, action=action)
+
+
+def _amount_received(intent: Mapping[str, Any]) -> Decimal | None:
+    """What a succeeded intent captured, in major units (None when Stripe does not say)."""
+    received, currency = intent.get("amount_received"), intent.get("currency")
+    if received is None or not isinstance(currency, str):
+        return None
+    return from_stripe_amount(received, currency)
 
 
 def _text(value: object) -> str | None:
