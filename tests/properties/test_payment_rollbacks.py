@@ -9,8 +9,9 @@ the same SQLite file). After every outcome the check proves:
   held twice, whatever was retried or recovered); an idempotency key always names one
   operation; a session the module deleted holds nothing at the gateway;
 - a reverted run left the payment state exactly as it found it (no orphan session, collection
-  or live authorization); a finished run left what the workflow promises; a run ends failed
-  only when the plan made a compensation fail (or for the known auto-capture module bug).
+  or live authorization), except that money an auto-capture moved comes back as a refund kept
+  with its history (the collection canceled, the cart free); a finished run left what the
+  workflow promises; a run ends failed only when the plan made a compensation fail.
 """
 
 from __future__ import annotations
