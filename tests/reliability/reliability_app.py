@@ -128,20 +128,30 @@ class SqlCarts:
         self._conn = _connect(path)
         self._lock = threading.Lock()
         self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS rel_carts (id TEXT PRIMARY KEY, total TEXT NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS rel_carts "
+            "(id TEXT PRIMARY KEY, total TEXT NOT NULL, settled INTEGER NOT NULL DEFAULT 0)"
         )
 
     def create(self) -> str:
         """A new cart, committed."""
         cart_id = f"cart_{os.urandom(6).hex()}"
         with self._lock:
-            self._conn.execute("INSERT INTO rel_carts VALUES (?, ?)", (cart_id, str(TOTAL)))
+            self._conn.execute(
+                "INSERT INTO rel_carts (id, total) VALUES (?, ?)", (cart_id, str(TOTAL))
+            )
         return cart_id
 
-    def ids(self) -> list[str]:
-        """Every cart, oldest first."""
+    def ids(self, *, open_only: bool = False) -> list[str]:
+        """Every cart (or those whose flow is not settled yet), oldest first."""
+        where = " WHERE settled = 0" if open_only else ""
         with self._lock:
-            return [r[0] for r in self._conn.execute("SELECT id FROM rel_carts ORDER BY rowid")]
+            found = self._conn.execute(f"SELECT id FROM rel_carts{where} ORDER BY rowid")
+            return [r[0] for r in found]
+
+    def settle(self, cart_id: str) -> None:
+        """Note that the cart's flow is over (its runs are finished, whatever the outcome)."""
+        with self._lock:
+            self._conn.execute("UPDATE rel_carts SET settled = 1 WHERE id = ?", (cart_id,))
 
     def retrieve_cart(self, cart_id: str) -> Cart:
         """The cart (never completed here)."""
@@ -181,18 +191,19 @@ class App:
             transaction_id=f"accept-{cart_id}",
             throw_on_error=False,
         )
-        if accepted.status is not TransactionState.DONE:
-            return
-        payment_id = accepted.result.id
-        capture = {"payment_id": payment_id, "amount": CAPTURE}
-        self.engine.run(capture_payment_workflow, capture, transaction_id=f"capture-{cart_id}")
-        refund = {"payment_id": payment_id, "amount": REFUND}
-        self.engine.run(refund_payment_workflow, refund, transaction_id=f"refund-{cart_id}")
+        if accepted.status is TransactionState.DONE:
+            payment_id = accepted.result.id
+            capture = {"payment_id": payment_id, "amount": CAPTURE}
+            self.engine.run(capture_payment_workflow, capture, transaction_id=f"capture-{cart_id}")
+            refund = {"payment_id": payment_id, "amount": REFUND}
+            self.engine.run(refund_payment_workflow, refund, transaction_id=f"refund-{cart_id}")
+        if accepted.status.is_finished:
+            self.carts.settle(cart_id)
 
     def catch_up(self) -> int:
         """Recover abandoned runs, then finish every cart's flow; returns how many carts."""
         self.engine.recover()
-        carts = self.carts.ids()
+        carts = self.carts.ids(open_only=True)  # the others are settled: nothing to finish
         for cart_id in carts:
             self.finish_flow(cart_id)
         return len(carts)
