@@ -40,6 +40,7 @@ def worker(app: str, queue: str, concurrency: int, idle_timeout: float | None) -
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with open_app_engine(app) as engine:
+            engine._queue(queue)  # an unknown queue is refused before anything starts
             click.echo(f"worker {engine.owner} serving queue {queue!r}", err=True)
             report = engine.work(
                 queue, concurrency=concurrency, stop=stop, idle_timeout=idle_timeout

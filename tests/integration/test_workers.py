@@ -173,6 +173,26 @@ def test_stop_releases_running_runs_between_steps(store: Any) -> None:
     assert seen == ["slow-1", "slow-2"]
 
 
+def test_worker_refuses_an_unmigrated_database_and_unknown_queues(tmp_path: Path) -> None:
+    """`flowkit worker` on a database without flowkit's schema, or for a queue the app does not
+    serve, exits 1 with one line and no traceback."""
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    process = _worker(empty, "--idle-timeout", "0.1")
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert b"no flowkit schema" in err
+    assert b"Traceback" not in err
+    ready = f"sqlite:///{tmp_path / 'ready.db'}"
+    prepare(ready)
+    process = _worker(ready, "--queue", "nope", "--idle-timeout", "0.1")
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert (
+        err.decode().strip()
+        == "Error: unknown queue 'nope'; this engine serves ['default', 'slow']"
+    )
+
+
 # --- real worker processes on PostgreSQL --------------------------------------------------------
 
 
