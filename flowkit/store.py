@@ -165,9 +165,6 @@ class Store(Protocol):
         parked now: claim it and deliver the signal directly instead).
         """
 
-    def take_signal(self, transaction_id: str, step: str) -> Signal | None:
-        """Peek at the kept signal for a step (consumed by a checkpoint's `consume_signal`)."""
-
     def list_runs(
         self,
         status: str | None = None,
@@ -323,10 +320,6 @@ class MemoryStore:
                 return "waiting"
             self._inbox[key] = signal
             return "stored"
-
-    def take_signal(self, transaction_id: str, step: str) -> Signal | None:
-        with self._lock:
-            return self._inbox.get((transaction_id, step))
 
     def list_runs(
         self,

@@ -409,18 +409,6 @@ class SqlStore:
         return "stored"
 
     @_translated
-    def take_signal(self, transaction_id: str, step: str) -> Signal | None:
-        with self._read_engine.connect() as conn:
-            row = conn.execute(
-                select(inbox.c.kind, inbox.c.payload).where(
-                    inbox.c.transaction_id == transaction_id, inbox.c.step == step
-                )
-            ).first()
-        return None if row is None else Signal(step, row.kind, row.payload)
-
-    # --- checkpoints ------------------------------------------------------------------------
-
-    @_translated
     def write(self, checkpoint: Checkpoint, session: Any = None) -> None:
         if session is not None:
             self._write_in_session(checkpoint, session)
