@@ -118,7 +118,6 @@ class Checkpoint:
     steps: Sequence[StoredStep] = ()
     run: RunUpdate | None = None
     take_signals: Sequence[str] = ()
-    consume_signal: str | None = None
     taken: list[Signal] = field(factory=list)
 
 
@@ -264,8 +263,6 @@ class MemoryStore:
             if run is None or run.owner != checkpoint.owner:
                 raise LeaseLost(tx)
             self._steps[tx].extend(checkpoint.steps)
-            if checkpoint.consume_signal is not None:
-                self._inbox.pop((tx, checkpoint.consume_signal), None)
             update = checkpoint.run
             if update is not None and update.status == TransactionState.WAITING:
                 taken = [

@@ -19,7 +19,6 @@ from sqlalchemy import (
     String,
     bindparam,
     case,
-    delete,
     exists,
     func,
     insert,
@@ -32,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ColumnElement
 
 from flowkit.sqlalchemy.notify import CHANNEL
-from flowkit.sqlalchemy.tables import inbox, runs, steps
+from flowkit.sqlalchemy.tables import runs, steps
 from flowkit.store import Checkpoint, NewRun, RunUpdate, StoredStep
 
 STEP_COLUMNS = (
@@ -78,12 +77,6 @@ class Statements:
             insert(steps).values({c: bindparam(c) for c in STEP_COLUMNS}), engine
         )
         self.fenced_insert_step = Sql(_fenced_step_insert(), engine) if is_sqlite else None
-        self.delete_signal = Sql(
-            delete(inbox).where(
-                inbox.c.transaction_id == bindparam("tx"), inbox.c.step == bindparam("step")
-            ),
-            engine,
-        )
         self.start = Sql(_start_insert(now, is_sqlite), engine)
         self.notify = (
             None

@@ -490,9 +490,6 @@ class SqlStore:
                     sql.insert_step.text,
                     [sql.insert_step.params(step_values(checkpoint, s)) for s in checkpoint.steps],
                 )
-        if checkpoint.consume_signal is not None and entry.error is None:
-            params = {"tx": checkpoint.transaction_id, "step": checkpoint.consume_signal}
-            cursor.execute(sql.delete_signal.text, sql.delete_signal.params(params))
 
     def _writer(self) -> Any:
         if self._writer_conn is None:
