@@ -104,24 +104,32 @@ class Codec:
         if cls in _PLAIN:
             return value
         encoder = self._encoders.get(cls)
-        if encoder is not None:
-            return encoder(value)
+        if encoder is None:  # first sight of the class: its encoder is made once and kept
+            encoder = self._encoders[cls] = self._encoder_for(cls, value)
+        return encoder(value)
+
+    def _encoder_for(self, cls: type, value: Any) -> Callable[[Any], Any]:
         if isinstance(value, enum.Enum):
-            return {"$enum": self._path(cls), "value": self.to_json(value.value)}
+            path = self._path(cls)
+            return lambda v: {"$enum": path, "value": self.to_json(v.value)}
         if attrs.has(cls):
-            names = [a.name for a in attrs.fields(cls)]
-            return self._encode_object(value, names)
+            return self._object_encoder(cls, [a.name for a in attrs.fields(cls)])
         if dataclasses.is_dataclass(value):
-            return self._encode_object(value, [f.name for f in dataclasses.fields(value)])
+            return self._object_encoder(cls, [f.name for f in dataclasses.fields(value)])
         if isinstance(value, Mapping):  # read-only mappings: stored, and read back, as dicts
-            return self._encode_dict(dict(value))
+            return lambda v: self._encode_dict(dict(v))
         raise NotSerializable(
             _qualname(cls), "a value", "not a JSON type, attrs class or dataclass"
         )
 
-    def _encode_object(self, value: Any, names: list[str]) -> dict[str, Any]:
-        fields = {name: self.to_json(getattr(value, name)) for name in names}
-        return {"$type": self._path(type(value)), "fields": fields}
+    def _object_encoder(self, cls: type, names: list[str]) -> Callable[[Any], Any]:
+        path = self._path(cls)
+        to_json = self.to_json
+
+        def encode(value: Any) -> dict[str, Any]:
+            return {"$type": path, "fields": {n: to_json(getattr(value, n)) for n in names}}
+
+        return encode
 
     def _encode_dict(self, value: dict[Any, Any]) -> dict[str, Any]:
         if all(type(k) is str and not k.startswith("$") for k in value):
