@@ -435,6 +435,9 @@ class SqlStore:
     def _write_batch(self, entries: Sequence[Entry]) -> None:
         with self._writer_lock, self._write_lock:
             conn = self._writer()
+            if self._single_statement(entries):
+                self._autocommit(conn, entries[0])
+                return
             try:
                 self._execute_batch(conn, entries)
                 conn.commit()
@@ -444,6 +447,29 @@ class SqlStore:
                     self._one_by_one(entries)  # isolate the entry that broke the batch
                     return
                 raise
+
+    def _single_statement(self, entries: Sequence[Entry]) -> bool:
+        """One SQLite checkpoint that is one statement: it is atomic on its own."""
+        if not self.is_sqlite or len(entries) != 1:
+            return False
+        item = entries[0].item
+        return isinstance(item, Checkpoint) and item.run is None and len(item.steps) == 1
+
+    def _autocommit(self, conn: Any, entry: Entry) -> None:
+        """Run the fenced insert of one step row as its own transaction (no BEGIN/COMMIT)."""
+        checkpoint: Checkpoint = entry.item
+        fenced = self._sql.fenced_insert_step
+        assert fenced is not None
+        cursor = conn.cursor()
+        try:
+            cursor.execute(fenced.text, fenced.params(step_values(checkpoint, checkpoint.steps[0])))
+            if cursor.rowcount != 1:
+                entry.error = LeaseLost(checkpoint.transaction_id)
+        except Exception:
+            self._writer_failed(conn)
+            raise
+        finally:
+            cursor.close()
 
     def _one_by_one(self, entries: Sequence[Entry]) -> None:
         for entry in entries:
