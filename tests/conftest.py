@@ -67,3 +67,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_found() -> Iterator[None]:
+    """Each test meets structlog unconfigured: `capture_logs` and `configure` calls do not leak.
+
+    `structlog.testing.capture_logs` restores the processors it replaced by calling `configure`,
+    which leaves structlog marked configured (printing to stdout) for every later test.
+    """
+    import structlog
+
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
