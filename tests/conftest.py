@@ -81,3 +81,21 @@ def _structlog_as_found() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Accept the `timeout` setting without pytest-timeout: the suite still collects, unbounded."""
+    try:
+        import pytest_timeout  # noqa: F401
+    except ImportError:
+        parser.addini(
+            "timeout", "per-test limit in seconds (needs pytest-timeout, in the dev extra)"
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the `timeout` marker when pytest-timeout is absent (it then has no effect)."""
+    if not config.pluginmanager.hasplugin("timeout"):
+        config.addinivalue_line(
+            "markers", "timeout(seconds): per-test limit (needs pytest-timeout)"
+        )
