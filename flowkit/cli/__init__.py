@@ -30,10 +30,10 @@ A new command that runs code takes the shared option and opens the engine for it
 
 from __future__ import annotations
 
-from flowkit.cli import _worker  # noqa: F401 - registers `flowkit worker`
 from flowkit.cli._commands import cli
 from flowkit.cli._loading import open_app_engine, open_read_engine
 from flowkit.cli._options import DEFAULT_DATABASE_URL, app_option, database_option
+from flowkit.cli._worker import worker
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -44,6 +44,8 @@ __all__ = [
     "open_app_engine",
     "open_read_engine",
 ]
+
+cli.add_command(worker)  # the one command defined outside `_commands`, wired here
 
 
 def main() -> None:

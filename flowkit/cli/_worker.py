@@ -8,12 +8,11 @@ from types import FrameType
 
 import click
 
-from flowkit.cli._commands import cli
 from flowkit.cli._loading import open_app_engine
 from flowkit.cli._options import app_option
 
 
-@cli.command()
+@click.command()
 @app_option
 @click.option("--queue", default="default", show_default=True, help="The queue to serve.")
 @click.option(
