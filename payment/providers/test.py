@@ -165,6 +165,20 @@ class TestProvider:
                 entry.authorized, entry.captured, entry.refunded,
             )  # fmt: skip
 
+    def session_ids(self) -> list[str]:
+        """Every session the gateway holds, in the order it first saw them."""
+        with self._lock:
+            return list(self._ledgers)
+
+    def money(self) -> tuple[Decimal, Decimal]:
+        """``(held, charged)`` over every session: authorized and not yet captured, and
+        captured and not refunded. ``(0, 0)`` after a run that gave every cent back."""
+        with self._lock:
+            entries = list(self._ledgers.values())
+        held = sum((e.authorized - e.captured for e in entries), _ZERO)
+        charged = sum((e.captured - e.refunded for e in entries), _ZERO)
+        return held, charged
+
     def complete_action(self, session_id: str) -> None:
         """The customer passed 3-D Secure: the next authorize of a ``requires_more`` session
         (with a new idempotency key) answers ``authorized``.

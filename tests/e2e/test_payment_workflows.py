@@ -44,7 +44,6 @@ from payment import (
     PaymentModule,
     PaymentNotAuthorized,
     PaymentSession,
-    ProviderInput,
     ProviderStatus,
     RefundExceedsCaptured,
     SessionStatus,
@@ -218,26 +217,6 @@ def collection_view(app: App, collection: PaymentCollection) -> dict[str, Any]:
     }
 
 
-def gateway_money(gateway: TestProvider) -> tuple[Decimal, Decimal]:
-    """What the gateway holds (authorized, not captured) and has charged (captured, not
-    refunded), over every session it ever saw."""
-    held = charged = Decimal(0)
-    for session_id in gateway_sessions(gateway):
-        entry = gateway.ledger(session_id)
-        held += entry.authorized - entry.captured
-        charged += entry.captured - entry.refunded
-    return held, charged
-
-
-def gateway_sessions(gateway: TestProvider) -> set[str]:
-    """Every session id the gateway was called about."""
-    return {
-        call.input.context.session_id
-        for call in gateway.calls
-        if isinstance(call.input, ProviderInput) and call.input.context.session_id is not None
-    }
-
-
 @frozen
 class Scope:
     """What a run may touch: a cart's collection and some collections by id."""
@@ -248,7 +227,7 @@ class Scope:
 
 def snapshot(app: App, scope: Scope) -> dict[str, Any]:
     """The payment state in `scope` and the gateway's money."""
-    state: dict[str, Any] = {"gateway": gateway_money(app.gateway)}
+    state: dict[str, Any] = {"gateway": app.gateway.money()}
     if scope.cart_id is not None:
         try:
             found = app.module.retrieve_payment_collection_for_cart(scope.cart_id)
@@ -772,7 +751,7 @@ def test_auto_captured_payment_is_refunded_when_a_later_step_fails(app: App) -> 
     inp, _ = setup_accept("auto_capture")(app)
     result = app.run(accept_payment_workflow, inp, tx="a8", fail="authorize-payment-session")
     assert result.status.is_finished
-    assert gateway_money(app.gateway) == (0, 0)
+    assert app.gateway.money() == (0, 0)
     (refund,) = app.gateway.calls_to("refund_payment")
     assert refund.input.amount == Decimal("120.00")  # type: ignore[attr-defined]
     (payment,) = app.module.list_payments()
@@ -799,7 +778,7 @@ def test_crash_while_undoing_the_payment_is_recovered_once(app: App, scenario: s
     fresh = app.engine()
     fresh.store.expire_lease("a11")
     (result,) = fresh.recover()
-    assert gateway_money(app.gateway) == (0, 0)
+    assert app.gateway.money() == (0, 0)
     undo = "cancel_payment" if scenario == "approve" else "refund_payment"
     assert len({c.idempotency_key for c in app.gateway.calls_to(undo)}) == 1
     assert result.status is TransactionState.REVERTED
@@ -950,4 +929,4 @@ def test_malformed_inputs_raise_invalid_data(
     """A mapping with unknown or missing keys, or no mapping at all, raises InvalidData."""
     with pytest.raises(InvalidData):
         app.engine().run(workflow, inp)
-    assert gateway_money(app.gateway) == (0, 0)
+    assert app.gateway.money() == (0, 0)

@@ -233,3 +233,15 @@ def test_system_provider_authorizes_and_ignores_webhooks() -> None:
     provider = SystemProvider()
     assert provider.authorize_payment(_input("s1", "a")).status is ProviderStatus.AUTHORIZED
     assert provider.get_webhook_action_and_data(Webhook(b"{}", {})).action == "not_supported"
+
+
+def test_money_totals_what_is_held_and_charged_over_every_session() -> None:
+    """`money()` totals what is held and charged; `session_ids()` lists every session seen."""
+    gateway = TestProvider()
+    assert (gateway.session_ids(), gateway.money()) == ([], (0, 0))
+    _authorized(gateway, "s1")
+    _authorized(gateway, "s2")
+    gateway.capture_payment(_input("s1", "cap-1", "30"))
+    gateway.refund_payment(_input("s1", "ref-1", "10"))
+    assert gateway.session_ids() == ["s1", "s2"]
+    assert gateway.money() == (Decimal("170"), Decimal("20"))
