@@ -24,7 +24,7 @@ from flowkit.sqlalchemy import SqlStore
 from payment import ProviderStatus, SystemProvider, make_payment_module, register
 from payment.cart import Cart, CartService
 from payment.exceptions import CartNotEligible
-from payment.providers import ProviderInput, ProviderOutput, Webhook, WebhookAction
+from payment.providers import ProviderInput, ProviderOutput
 from payment.service import PaymentModule
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +46,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class DurableGateway:
-    """A test gateway (`pp_durable`) that approves everything and logs every operation durably.
+class DurableGateway(SystemProvider):
+    """A test gateway (`pp_durable`) that approves everything and logs every operation durably
+    (retrieval, status and webhooks are the system provider's).
 
     A repeated idempotency key replays the first answer and moves no money, as a real
     gateway does; the log (`ops`) is what the checks read.
@@ -102,18 +103,6 @@ class DurableGateway:
     def cancel_payment(self, payment: ProviderInput) -> ProviderOutput:
         """Void (logged)."""
         return self._op("cancel", payment, ProviderStatus.CANCELED)
-
-    def retrieve_payment(self, payment: ProviderInput) -> ProviderOutput:
-        """Report authorized."""
-        return ProviderOutput(ProviderStatus.AUTHORIZED, payment.data)
-
-    def get_payment_status(self, payment: ProviderInput) -> ProviderOutput:
-        """Report authorized."""
-        return ProviderOutput(ProviderStatus.AUTHORIZED, payment.data)
-
-    def get_webhook_action_and_data(self, webhook: Webhook) -> WebhookAction:
-        """No webhooks."""
-        return WebhookAction("not_supported")
 
     def operations(self) -> list[tuple[str, str, str | None, str | None]]:
         """(key, method, session_id, amount) of every operation applied."""
