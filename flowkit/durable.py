@@ -17,6 +17,7 @@ from flowkit.state import (
 )
 from flowkit.step import StepContext
 from flowkit.store import Checkpoint, RunUpdate, Store, StoredStep
+from flowkit.syncscope import deferred_sync
 
 _OUTPUT_STATES = frozenset({StepState.DONE, StepState.WAITING})
 _COMP_STATES = frozenset({StepState.DONE, StepState.WAITING, StepState.TIMEOUT, StepState.FAILED})
@@ -38,6 +39,7 @@ class StoreJournal:
         "owner",
         "sessions",
         "store",
+        "sync_key",
         "taken",
         "transaction_id",
     )
@@ -51,6 +53,8 @@ class StoreJournal:
         self.finished_early = False
         self.output: str | None = None
         self.taken: list[Any] = []
+        # set when the store's commits fsync a file that writers in a run may defer to
+        self.sync_key: str | None = getattr(store, "sync_key", None)
 
     # --- unit of work ----------------------------------------------------------------------
 
@@ -188,15 +192,19 @@ class StoreJournal:
         self._write(Checkpoint(self.transaction_id, self.owner, (), update), None)
 
     def _write(self, checkpoint: Checkpoint, ctx: StepContext | None) -> None:
+        scope = deferred_sync(self.sync_key) if self.sync_key is not None else None
+        mark = scope.mark() if scope is not None else 0
         session = ctx._session if ctx is not None else None
         if session is None:
             self.store.write(checkpoint)
-            return
-        ctx._session = None  # type: ignore[union-attr]
-        try:
-            self.store.write(checkpoint, session)
-        finally:
-            self._close(session, commit=True)
+        else:
+            ctx._session = None  # type: ignore[union-attr]
+            try:
+                self.store.write(checkpoint, session)
+            finally:
+                self._close(session, commit=True)
+        if scope is not None:
+            scope.synced(mark)  # this durable commit covered the deferred ones before it
 
     def errors_json(self, run: Run) -> str:
         return json.dumps(

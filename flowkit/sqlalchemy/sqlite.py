@@ -13,10 +13,15 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["writer_lock"]
+__all__ = ["database_key", "sync_wal", "writer_lock"]
 
 _locks: dict[str, threading.RLock] = {}
 _guard = threading.Lock()
+
+
+def database_key(database: str) -> str:
+    """One name per SQLite file, whatever path reaches it (`""` and `:memory:` as they are)."""
+    return database if database in ("", ":memory:") else os.path.realpath(database)
 
 
 def writer_lock(database: str) -> threading.RLock:
@@ -25,9 +30,26 @@ def writer_lock(database: str) -> threading.RLock:
     Args:
         database: The file's path (relative paths are resolved; `:memory:` gets its own lock).
     """
-    key = database if database in ("", ":memory:") else os.path.realpath(database)
+    key = database_key(database)
     with _guard:
         found = _locks.get(key)
         if found is None:
             found = _locks[key] = threading.RLock()
         return found
+
+
+def sync_wal(database: str) -> None:
+    """Make every commit to the SQLite file `database` so far durable: fsync its WAL.
+
+    A commit in WAL mode is in the log once it returns; `synchronous=FULL` adds an fsync of the
+    log, which this does after the fact (for all commits before it at once). Without a log
+    (no WAL file: nothing was written since the last checkpoint, which synced) it does nothing.
+    """
+    try:
+        fd = os.open(database + "-wal", os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -38,7 +38,7 @@ from sqlalchemy.sql import ColumnElement
 
 from flowkit.exceptions import LeaseLost, SchemaMismatch, StoreError
 from flowkit.sqlalchemy.group import Entry, GroupCommit
-from flowkit.sqlalchemy.sqlite import writer_lock
+from flowkit.sqlalchemy.sqlite import database_key, sync_wal, writer_lock
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, start_values, step_values
 from flowkit.sqlalchemy.tables import SCHEMA_REVISION, VERSION_TABLE, inbox, metadata, runs, steps
 from flowkit.state import TransactionState
@@ -50,6 +50,7 @@ from flowkit.store import (
     StoredRun,
     StoredStep,
 )
+from flowkit.syncscope import SyncScope
 
 __all__ = ["SqlStore"]
 
@@ -108,6 +109,17 @@ class SqlStore:
         )
         self.synchronous = synchronous
         self.journal_mode = journal_mode
+        self._database = _database_of(self.url) if self.is_sqlite else ""
+        self.sync_key: str | None = (
+            database_key(self._database)
+            if self.is_sqlite
+            and self._database not in ("", ":memory:")
+            and synchronous in ("FULL", "EXTRA")
+            and journal_mode.upper() == "WAL"
+            else None
+        )
+        """Names the file whose fsync runs of this store may take over (see
+        `flowkit.syncscope`): set on a SQLite file in WAL mode that fsyncs every commit."""
         self._busy_timeout = busy_timeout
         options = dict(engine_options or {})
         self.engine = self._make_engine(options, immediate=True)
@@ -535,6 +547,14 @@ class SqlStore:
                 conn.invalidate()
             except Exception:
                 conn.close()
+
+    def sync_scope(self) -> SyncScope | None:
+        """A scope in which writers of this store's file may leave their fsync to the run's
+        next checkpoint (`flowkit.syncscope`); None unless every commit here fsyncs the file."""
+        if self.sync_key is None:
+            return None
+        database = self._database
+        return SyncScope(self.sync_key, lambda: sync_wal(database))
 
     def open_session(self) -> Session:
         """A SQLAlchemy session on this database (its transaction begins IMMEDIATE on SQLite)."""

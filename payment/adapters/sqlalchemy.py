@@ -22,6 +22,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 
+from flowkit.sqlalchemy.sqlite import database_key
+from flowkit.syncscope import deferred_sync
 from payment.adapters import tables as t
 from payment.adapters.compiled import Sql, TableSql
 from payment.adapters.connections import IdleConnections, WriterLock
@@ -43,6 +45,7 @@ __all__ = ["SqlPaymentRepository", "SqlPaymentStore"]
 
 _UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 _REPEATABLE_READ = 3  # psycopg.IsolationLevel.REPEATABLE_READ
+_SYNC_MODE = "payment_synchronous"  # a SQLite connection's synchronous setting, in its info
 
 
 def _is_unique_violation(error: Exception) -> bool:
@@ -57,6 +60,19 @@ def _rolled_back(connection: PoolProxiedConnection) -> bool:
     except Exception:
         return False
     return True
+
+
+def _synchronous(pooled: PoolProxiedConnection, connection: Any, mode: str) -> None:
+    """Set a SQLite connection's ``synchronous`` (before its transaction) if it differs.
+
+    The setting is remembered with the connection it was made on: a connection the pool
+    replaced starts from the engine's ``FULL`` again.
+    """
+    known = pooled.info.get(_SYNC_MODE)
+    current = known[1] if known is not None and known[0] is connection else "FULL"
+    if current != mode:
+        connection.execute(f"PRAGMA synchronous={mode}")
+        pooled.info[_SYNC_MODE] = (connection, mode)
 
 
 def _group(records: Iterable[Any], key: str) -> dict[str, list[Any]]:
@@ -334,6 +350,11 @@ class SqlPaymentStore:
     SQLite); writes begin with ``BEGIN IMMEDIATE`` on SQLite and lock rows on PostgreSQL
     (READ COMMITTED, so what a writer reads after taking its lock is the latest commit).
 
+    A SQLite write commits with an fsync (``synchronous=FULL``), except inside a step of a
+    durable flowkit run whose store is the same file: there the step's checkpoint, which
+    follows, fsyncs the log for both (see `flowkit.syncscope`), and the write commits with
+    ``synchronous=NORMAL``.
+
     Args:
         engine: From `payment.adapters.engine.create_payment_engine`; the store disposes of it.
     """
@@ -345,6 +366,10 @@ class SqlPaymentStore:
         self._integrity_error: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         self._connections = IdleConnections(engine)
         self._writer = WriterLock(engine.url.database or "") if self._is_sqlite else None
+        database = engine.url.database or ""
+        self._sync_key = (
+            database_key(database) if self._is_sqlite and database not in ("", ":memory:") else None
+        )
 
     def read(self) -> AbstractContextManager[SqlPaymentRepository]:
         """A read-only transaction."""
@@ -376,13 +401,18 @@ class SqlPaymentStore:
         pooled = self._connections.get()
         connection: Any = pooled.dbapi_connection
         snapshot = not write and not self._is_sqlite  # PostgreSQL reads: REPEATABLE READ
+        scope = deferred_sync(self._sync_key) if write and self._sync_key is not None else None
         try:
             if snapshot:
                 connection.isolation_level = _REPEATABLE_READ
             elif self._is_sqlite:  # psycopg begins a transaction with its first statement
+                if write:
+                    _synchronous(pooled, connection, "FULL" if scope is None else "NORMAL")
                 connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield connection
             connection.commit()
+            if scope is not None:
+                scope.defer()  # the run's next checkpoint fsyncs the log for this commit
         except BaseException as error:
             self._abandon(pooled, error)
             if isinstance(error, self._integrity_error) and _is_unique_violation(error):
