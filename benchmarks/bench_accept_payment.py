@@ -8,9 +8,11 @@ same process (flowkit's group commit shares fsyncs between concurrent runs).
 
 On SQLite the payment module's writes inside a durable step leave their fsync to the step's
 checkpoint (`flowkit.syncscope`); the baseline row, measured in the same run, turns that off
-so that every commit fsyncs by itself (15 fsyncs per flow instead of 9).
+so that every commit fsyncs by itself (15 fsyncs per flow instead of 9). The two SQLite shops
+take turns in slices, so machine noise falls on both alike.
 
-Usage: python benchmarks/bench_accept_payment.py [--flows 300] [--threads 1 8 16] [--json]
+Usage: python benchmarks/bench_accept_payment.py [--flows 300] [--threads 1 8 16] [--rounds 10]
+       [--no-postgres] [--json]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -73,10 +76,8 @@ class Shop:
         self.module.close()
 
 
-def flows_per_second(shop: Shop, flows: int, threads: int) -> float:
-    """Run `flows` flows on `threads` threads; flows/s (best of the measured window)."""
-    for _ in range(5):  # warm up statement caches and connections
-        shop.flow()
+def timed_flows(shop: Shop, flows: int, threads: int) -> tuple[int, float]:
+    """Run about `flows` flows on `threads` threads; (flows run, seconds)."""
     per_thread = max(flows // threads, 1)
 
     def work() -> None:
@@ -89,21 +90,46 @@ def flows_per_second(shop: Shop, flows: int, threads: int) -> float:
         worker.start()
     for worker in workers:
         worker.join()
-    return per_thread * threads / (time.perf_counter() - started)
+    return per_thread * threads, time.perf_counter() - started
 
 
 def measure(
-    label: str, url: str, flows: int, threads: list[int], *, defer_sync: bool = True
-) -> dict[str, Any]:
-    """flows/s for each thread count on one database."""
-    shop = Shop(url, defer_sync=defer_sync)
+    shops: dict[str, Shop], flows: int, threads: list[int], rounds: int
+) -> list[dict[str, Any]]:
+    """flows/s of each shop for each thread count.
+
+    The shops take turns in `rounds` slices of `flows / rounds` flows each, so that a noisy
+    neighbour slows them alike instead of whichever happened to run during the noise.
+    """
+    for shop in shops.values():
+        for _ in range(5):  # warm up statement caches and connections
+            shop.flow()
+    rows: dict[str, dict[str, Any]] = {label: {"database": label} for label in shops}
+    for count in threads:
+        done = dict.fromkeys(shops, 0)
+        spent = dict.fromkeys(shops, 0.0)
+        for _ in range(rounds):
+            for label, shop in shops.items():
+                ran, seconds = timed_flows(shop, max(flows // rounds, count), count)
+                done[label] += ran
+                spent[label] += seconds
+        for label in shops:
+            rows[label][f"threads_{count}"] = done[label] / spent[label]
+    return list(rows.values())
+
+
+def measure_database(
+    shops: dict[str, Callable[[], Shop]], flows: int, threads: list[int], rounds: int
+) -> list[dict[str, Any]]:
+    """Build the shops, measure them taking turns, close them."""
+    built: dict[str, Shop] = {}
     try:
-        row = {"database": label}
-        for count in threads:
-            row[f"threads_{count}"] = flows_per_second(shop, flows, count)
-        return row
+        for label, make in shops.items():
+            built[label] = make()
+        return measure(built, flows, threads, rounds)
     finally:
-        shop.close()
+        for shop in built.values():
+            shop.close()
 
 
 def postgres_database(base: str) -> tuple[str, Any] | None:
@@ -133,19 +159,28 @@ def main() -> int:
         "--postgres-url", default=os.environ.get("FLOWKIT_TEST_POSTGRES_URL", DEFAULT_POSTGRES)
     )
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="turns the two SQLite shops take (default 10)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, defer_sync in (("SQLite WAL FULL", True), ("  each commit fsync", False)):
-            url = f"sqlite:///{Path(tmp) / f'shop-{defer_sync}.db'}"
-            rows.append(measure(label, url, args.flows, args.threads, defer_sync=defer_sync))
+        deferred = f"sqlite:///{Path(tmp) / 'deferred.db'}"
+        fsynced = f"sqlite:///{Path(tmp) / 'fsynced.db'}"
+        sqlite_shops: dict[str, Callable[[], Shop]] = {
+            "SQLite WAL FULL": lambda: Shop(deferred),
+            "  each commit fsync": lambda: Shop(fsynced, defer_sync=False),
+        }
+        rows += measure_database(sqlite_shops, args.flows, args.threads, args.rounds)
     if not args.no_postgres:
         scratch = postgres_database(args.postgres_url)
         if scratch is not None:
             url, (admin, name) = scratch
             try:
-                rows.append(measure("PostgreSQL", url, args.flows, args.threads))
+                rows += measure_database(
+                    {"PostgreSQL": lambda: Shop(url)}, args.flows, args.threads, 1
+                )
             finally:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 admin.close()
