@@ -6,10 +6,6 @@ When the commit is done the leader wakes exactly the threads whose items it wrot
 leadership to the first thread still queued (no thundering herd). Nobody continues before its
 own item is committed, so durability is that of one commit per step, while the number of
 commits (each an fsync on SQLite) falls as concurrency rises.
-
-With a `flush` (SQLite: the fsync, moved out of the commit), the leader commits, hands
-leadership on at once so that the next batch is written while the disk syncs, then flushes
-and only then wakes its batch: still nobody continues before its item is durable.
 """
 
 from __future__ import annotations
@@ -49,17 +45,10 @@ class GroupCommit:
 
     Args:
         write_batch: Writes and commits a batch, setting `error`/`result` on its entries.
-        flush: Makes every commit so far durable; called after `write_batch`, outside the
-            group's lock, before the batch's callers go on.
     """
 
-    def __init__(
-        self,
-        write_batch: Callable[[Sequence[Entry]], None],
-        flush: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, write_batch: Callable[[Sequence[Entry]], None]) -> None:
         self._write_batch = write_batch
-        self._flush = flush
         self._lock = threading.Lock()
         self._queue: list[Entry] = []
         self._busy = False
@@ -86,42 +75,28 @@ class GroupCommit:
         return entry.result
 
     def _lead(self) -> None:
-        """Write the queue, pass leadership on, make the batch durable, wake whoever it holds."""
+        """Write the queue, wake whoever it holds, then pass leadership on (or stand down)."""
         with self._lock:
             batch, self._queue = self._queue, []
         try:
             self._write_batch(batch)
         except BaseException as exc:
-            _fail(batch, exc)
-        try:
-            self._hand_over(len(batch))
-            if self._flush is not None and any(entry.error is None for entry in batch):
-                self._flush()
-        except BaseException as exc:
-            _fail(batch, exc)
+            for entry in batch:
+                if entry.error is None:
+                    entry.error = exc
         finally:
-            self._wake(batch)
+            self._finish(batch)
 
-    def _hand_over(self, written: int) -> None:
-        """Count the batch and make the first queued entry (if any) the next leader."""
+    def _finish(self, batch: list[Entry]) -> None:
         with self._lock:
             self.batches += 1
-            self.items += written
+            self.items += len(batch)
             successor = self._queue[0] if self._queue else None
             self._busy = successor is not None
-        if successor is not None:
-            successor.lead = True
-            successor.wake()
-
-    @staticmethod
-    def _wake(batch: list[Entry]) -> None:
         for entry in batch:
             entry.done = True
             if not entry.lead:
                 entry.wake()
-
-
-def _fail(batch: Sequence[Entry], exc: BaseException) -> None:
-    for entry in batch:
-        if entry.error is None:
-            entry.error = exc
+        if successor is not None:
+            successor.lead = True
+            successor.wake()

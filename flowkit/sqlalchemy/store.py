@@ -38,7 +38,7 @@ from sqlalchemy.sql import ColumnElement
 
 from flowkit.exceptions import LeaseLost, SchemaMismatch, StoreError
 from flowkit.sqlalchemy.group import Entry, GroupCommit
-from flowkit.sqlalchemy.sqlite import WalFlusher, database_key, wal_flusher, writer_lock
+from flowkit.sqlalchemy.sqlite import database_key, sync_wal, writer_lock
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, start_values, step_values
 from flowkit.sqlalchemy.tables import SCHEMA_REVISION, VERSION_TABLE, inbox, metadata, runs, steps
 from flowkit.state import TransactionState
@@ -135,13 +135,7 @@ class SqlStore:
         self._sql = Statements(self.engine, self._now, is_sqlite=self.is_sqlite)
         self._writer_conn: Any = None
         self._writer_lock = threading.Lock()
-        # FULL on a WAL file: the group's commits skip SQLite's fsync and share this one instead
-        self._flusher: WalFlusher | None = (
-            wal_flusher(self._database) if self.sync_key is not None else None
-        )
-        self._group = GroupCommit(
-            self._write_batch, self._flusher.sync if self._flusher is not None else None
-        )
+        self._group = GroupCommit(self._write_batch)
         self._schema_checked = False
 
     # --- setup ------------------------------------------------------------------------------
@@ -537,10 +531,7 @@ class SqlStore:
 
     def _writer(self) -> Any:
         if self._writer_conn is None:
-            conn = self.engine.raw_connection()
-            if self._flusher is not None:  # the group commit fsyncs after the commit
-                conn.cursor().execute("PRAGMA synchronous=NORMAL")
-            self._writer_conn = conn
+            self._writer_conn = self.engine.raw_connection()
         return self._writer_conn
 
     def _writer_failed(self, conn: Any) -> None:
@@ -560,9 +551,10 @@ class SqlStore:
     def sync_scope(self) -> SyncScope | None:
         """A scope in which writers of this store's file may leave their fsync to the run's
         next checkpoint (`flowkit.syncscope`); None unless every commit here fsyncs the file."""
-        if self.sync_key is None or self._flusher is None:
+        if self.sync_key is None:
             return None
-        return SyncScope(self.sync_key, self._flusher.sync)
+        database = self._database
+        return SyncScope(self.sync_key, lambda: sync_wal(database))
 
     def open_session(self) -> Session:
         """A SQLAlchemy session on this database (its transaction begins IMMEDIATE on SQLite)."""

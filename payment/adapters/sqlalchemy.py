@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 
-from flowkit.sqlalchemy.sqlite import WalFlusher, database_key, wal_flusher
+from flowkit.sqlalchemy.sqlite import database_key
 from flowkit.syncscope import deferred_sync
 from payment.adapters import tables as t
 from payment.adapters.compiled import Sql, TableSql
@@ -62,14 +62,17 @@ def _rolled_back(connection: PoolProxiedConnection) -> bool:
     return True
 
 
-def _synchronous_normal(pooled: PoolProxiedConnection, connection: Any) -> None:
-    """Make a SQLite connection commit without fsync (the store's `WalFlusher` syncs instead).
+def _synchronous(pooled: PoolProxiedConnection, connection: Any, mode: str) -> None:
+    """Set a SQLite connection's ``synchronous`` (before its transaction) if it differs.
 
-    Done once per connection (the engine opens them with ``FULL``), before its transaction.
+    The setting is remembered with the connection it was made on: a connection the pool
+    replaced starts from the engine's ``FULL`` again.
     """
-    if pooled.info.get(_SYNC_MODE) is not connection:
-        connection.execute("PRAGMA synchronous=NORMAL")
-        pooled.info[_SYNC_MODE] = connection
+    known = pooled.info.get(_SYNC_MODE)
+    current = known[1] if known is not None and known[0] is connection else "FULL"
+    if current != mode:
+        connection.execute(f"PRAGMA synchronous={mode}")
+        pooled.info[_SYNC_MODE] = (connection, mode)
 
 
 def _group(records: Iterable[Any], key: str) -> dict[str, list[Any]]:
@@ -347,12 +350,10 @@ class SqlPaymentStore:
     SQLite); writes begin with ``BEGIN IMMEDIATE`` on SQLite and lock rows on PostgreSQL
     (READ COMMITTED, so what a writer reads after taking its lock is the latest commit).
 
-    A SQLite write is durable when `write()` returns, as with ``synchronous=FULL``, but its
-    fsync is not taken inside the commit: the commit appends to the log (``synchronous=NORMAL``),
-    the writer lock goes to the next writer, and the file's `WalFlusher` fsyncs the log once
-    for every commit made meanwhile. Inside a step of a durable flowkit run whose store is the
-    same file, even that wait is left out: the step's checkpoint, which follows, fsyncs the log
-    for both (see `flowkit.syncscope`).
+    A SQLite write commits with an fsync (``synchronous=FULL``), except inside a step of a
+    durable flowkit run whose store is the same file: there the step's checkpoint, which
+    follows, fsyncs the log for both (see `flowkit.syncscope`), and the write commits with
+    ``synchronous=NORMAL``.
 
     Args:
         engine: From `payment.adapters.engine.create_payment_engine`; the store disposes of it.
@@ -366,9 +367,9 @@ class SqlPaymentStore:
         self._connections = IdleConnections(engine)
         self._writer = WriterLock(engine.url.database or "") if self._is_sqlite else None
         database = engine.url.database or ""
-        on_file = self._is_sqlite and database not in ("", ":memory:")
-        self._sync_key = database_key(database) if on_file else None
-        self._flusher: WalFlusher | None = wal_flusher(database) if on_file else None
+        self._sync_key = (
+            database_key(database) if self._is_sqlite and database not in ("", ":memory:") else None
+        )
 
     def read(self) -> AbstractContextManager[SqlPaymentRepository]:
         """A read-only transaction."""
@@ -387,27 +388,12 @@ class SqlPaymentStore:
         writer = self._writer if write else None
         if writer is not None:
             writer.acquire()
-        ticket = None
         try:
             with self._connection(write=write) as connection:
                 yield SqlPaymentRepository(connection, self._sql)
-            if writer is not None:
-                ticket = self._committed()
         finally:
             if writer is not None:
                 writer.release()
-        if ticket is not None and self._flusher is not None:
-            self._flusher.wait(ticket)  # durable before the caller goes on, lock already free
-
-    def _committed(self) -> int | None:
-        """After a SQLite commit: the flusher ticket to wait for, or None when a run covers it."""
-        if self._flusher is None:
-            return None
-        scope = deferred_sync(self._sync_key) if self._sync_key is not None else None
-        if scope is not None:
-            scope.defer()  # the run's next checkpoint fsyncs the log for this commit
-            return None
-        return self._flusher.committed()
 
     @contextmanager
     def _connection(self, *, write: bool) -> Iterator[Any]:
@@ -415,15 +401,18 @@ class SqlPaymentStore:
         pooled = self._connections.get()
         connection: Any = pooled.dbapi_connection
         snapshot = not write and not self._is_sqlite  # PostgreSQL reads: REPEATABLE READ
+        scope = deferred_sync(self._sync_key) if write and self._sync_key is not None else None
         try:
             if snapshot:
                 connection.isolation_level = _REPEATABLE_READ
             elif self._is_sqlite:  # psycopg begins a transaction with its first statement
-                if write and self._flusher is not None:
-                    _synchronous_normal(pooled, connection)
+                if write:
+                    _synchronous(pooled, connection, "FULL" if scope is None else "NORMAL")
                 connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield connection
             connection.commit()
+            if scope is not None:
+                scope.defer()  # the run's next checkpoint fsyncs the log for this commit
         except BaseException as error:
             self._abandon(pooled, error)
             if isinstance(error, self._integrity_error) and _is_unique_violation(error):

@@ -1,4 +1,4 @@
-"""Shared and deferred fsyncs of a SQLite file: payment writes, checkpoints, the WAL flusher."""
+"""Deferred fsync: a payment write inside a durable step leaves its fsync to the checkpoint."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ import flowkit
 from flowkit import Engine, StepContext, step, workflow
 from flowkit.events import Event
 from flowkit.sqlalchemy import SqlStore
-from flowkit.sqlalchemy.sqlite import WalFlusher, wal_flusher
-from flowkit.syncscope import deferred_sync
+from flowkit.sqlalchemy import store as store_module
 from payment import PaymentModule
 from payment.adapters.engine import create_payment_engine
 from payment.adapters.schema import upgrade_schema
 from payment.adapters.sqlalchemy import SqlPaymentStore
 from payment.providers import SystemProvider
+
+NORMAL = "PRAGMA synchronous=NORMAL"
+FULL = "PRAGMA synchronous=FULL"
 
 
 @step("create-collection")
@@ -35,15 +37,24 @@ def collect(amount: str) -> Any:
     return create_collection(amount)
 
 
-class Shop:
-    """A payment module on a SQLite file, and durable engines on stores beside it."""
+class Traced:
+    """A payment module on a SQLite file whose connections record every statement."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.module = PaymentModule(
-            SqlPaymentStore(_engine(f"sqlite:///{path}")), [SystemProvider()]
-        )
-        self.flusher: WalFlusher = wal_flusher(str(path))
+        self.statements: list[str] = []
+        engine = create_payment_engine(f"sqlite:///{path}")
+        sa.event.listen(engine, "connect", self._trace)
+        upgrade_schema(engine)
+        self.module = PaymentModule(SqlPaymentStore(engine), [SystemProvider()])
+
+    def _trace(self, dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(self.statements.append)
+
+    def pragmas(self) -> list[str]:
+        """The synchronous settings written since the last call, in order."""
+        found = [s for s in self.statements if s.startswith("PRAGMA synchronous=")]
+        self.statements.clear()
+        return found
 
     def engine(self, store: SqlStore) -> Engine:
         """A durable engine on `store` whose steps resolve this module."""
@@ -51,17 +62,27 @@ class Shop:
         registry.register_value(PaymentModule, self.module)
         return Engine(store, [collect], container=registry)
 
-    def fsyncs_of(self, action: Callable[[], object]) -> int:
-        """How many fsyncs of the module's file `action` cost."""
-        before = self.flusher.fsyncs
-        action()
-        return self.flusher.fsyncs - before
+
+@pytest.fixture
+def traced(tmp_path: Path) -> Iterator[Traced]:
+    """The traced module on ``shop.db``."""
+    built = Traced(tmp_path / "shop.db")
+    yield built
+    built.module.close()
 
 
-def _engine(url: str) -> sa.Engine:
-    engine = create_payment_engine(url)
-    upgrade_schema(engine)
-    return engine
+@pytest.fixture
+def flushes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every deferred-fsync flush a SQL store makes (the real fsync still runs)."""
+    seen: list[str] = []
+    real: Callable[[str], None] = store_module.sync_wal
+
+    def spy(database: str) -> None:
+        seen.append(database)
+        real(database)
+
+    monkeypatch.setattr(store_module, "sync_wal", spy)
+    return seen
 
 
 def _store(path: Path, **options: Any) -> SqlStore:
@@ -70,73 +91,54 @@ def _store(path: Path, **options: Any) -> SqlStore:
     return store
 
 
-@pytest.fixture
-def shop(tmp_path: Path) -> Iterator[Shop]:
-    """The module on ``shop.db``."""
-    built = Shop(tmp_path / "shop.db")
-    yield built
-    built.module.close()
+def test_a_module_write_in_a_durable_step_commits_without_its_own_fsync(
+    traced: Traced, tmp_path: Path, flushes: list[str]
+) -> None:
+    """Inside a step on the same file the write commits NORMAL; the checkpoint syncs for both."""
+    with _store(tmp_path / "shop.db") as store, traced.engine(store) as engine:
+        result = engine.run(collect, "12.50")
+    assert traced.pragmas() == [NORMAL]
+    assert flushes == []  # the step's checkpoint was the fsync
+    assert traced.module.retrieve_payment_collection(result.result).amount == Decimal("12.50")
 
 
-def test_a_write_outside_any_run_is_fsynced_before_it_returns(shop: Shop) -> None:
-    """A module write outside a run costs one fsync of its own, after its commit."""
-    assert shop.fsyncs_of(lambda: shop.module.create_payment_collection("usd", "2.00")) == 1
+def test_a_write_outside_any_run_fsyncs_by_itself(traced: Traced, tmp_path: Path) -> None:
+    """Outside a run the connection is set back to FULL before the next write."""
+    with _store(tmp_path / "shop.db") as store, traced.engine(store) as engine:
+        engine.run(collect, "1.00")
+    traced.pragmas()
+    traced.module.create_payment_collection("usd", "2.00")
+    assert traced.pragmas() == [FULL]
 
 
-def test_module_writes_commit_without_sqlites_own_fsync(shop: Shop) -> None:
-    """The module's write connections run synchronous=NORMAL: the flusher syncs instead."""
-    shop.module.create_payment_collection("usd", "2.00")
-    with shop.module._store._connection(write=True) as connection:
-        assert connection.execute("PRAGMA synchronous").fetchone() == (1,)
+def test_a_store_on_another_file_defers_nothing(traced: Traced, tmp_path: Path) -> None:
+    """Runs checkpointed in another file cannot cover the module's writes: they stay FULL."""
+    with _store(tmp_path / "runs.db") as store, traced.engine(store) as engine:
+        engine.run(collect, "3.00")
+    assert traced.pragmas() == []
 
 
-def test_a_module_write_in_a_durable_step_adds_no_fsync(shop: Shop) -> None:
-    """Each checkpoint commit is fsynced; it also covers the module's write in the step."""
-    with _store(shop.path) as store, shop.engine(store) as engine:
-        engine.run(collect, "1.00")  # warm: the first run creates connections
-        commits_before = store.group_stats[0]
-        deferred = shop.fsyncs_of(lambda: engine.run(collect, "12.50"))
-        assert deferred == store.group_stats[0] - commits_before  # one per checkpoint commit
-        store.sync_scope = lambda: None  # type: ignore[method-assign]
-        with shop.engine(store) as plain:
-            own = shop.fsyncs_of(lambda: plain.run(collect, "12.50"))
-    assert own == deferred + 1
-    collections = shop.module.list_payment_collections()
-    assert sorted(c.amount for c in collections) == [
-        Decimal("1.00"),
-        Decimal("12.50"),
-        Decimal("12.50"),
-    ]
-
-
-def test_a_store_on_another_file_defers_nothing(shop: Shop, tmp_path: Path) -> None:
-    """Runs checkpointed in another file cannot cover the module's writes: each syncs itself."""
-    with _store(tmp_path / "runs.db") as store, shop.engine(store) as engine:
-        assert shop.fsyncs_of(lambda: engine.run(collect, "3.00")) == 1
-
-
-def test_a_store_that_does_not_fsync_offers_no_scope(shop: Shop) -> None:
-    """A store on synchronous=NORMAL (or in memory) opens no scope; module writes sync alone."""
+def test_a_store_that_does_not_fsync_offers_no_scope(traced: Traced, tmp_path: Path) -> None:
+    """A store on synchronous=NORMAL (or in memory) opens no scope; module writes stay FULL."""
     assert SqlStore("sqlite://").sync_scope() is None
-    with _store(shop.path, synchronous="NORMAL") as store:
+    with _store(tmp_path / "shop.db", synchronous="NORMAL") as store:
         assert store.sync_scope() is None
-        with shop.engine(store) as engine:
-            assert shop.fsyncs_of(lambda: engine.run(collect, "4.00")) == 1
+        with traced.engine(store) as engine:
+            engine.run(collect, "4.00")
+    assert traced.pragmas() == []
 
 
-def test_a_write_after_the_last_checkpoint_is_synced_before_run_returns(shop: Shop) -> None:
+def test_a_write_after_the_last_checkpoint_is_synced_before_run_returns(
+    traced: Traced, tmp_path: Path, flushes: list[str]
+) -> None:
     """A module write from a run_finished subscriber is fsynced before `run` returns."""
-    seen: list[bool] = []
 
     def on_finish(event: Event) -> None:
         if event.name == "run_finished":
-            shop.module.create_payment_collection("usd", "5.00")
-            seen.append(deferred_sync(shop.flusher.database) is not None)
+            traced.module.create_payment_collection("usd", "5.00")
 
-    with _store(shop.path) as store, shop.engine(store) as engine:
-        engine.run(collect, "1.00")  # warm
-        quiet = shop.fsyncs_of(lambda: engine.run(collect, "6.00"))
+    with _store(tmp_path / "shop.db") as store, traced.engine(store) as engine:
         engine.subscribe(on_finish)
-        noisy = shop.fsyncs_of(lambda: engine.run(collect, "6.00"))
-    assert seen == [True]  # the subscriber's write was deferred to the scope...
-    assert noisy == quiet + 1  # ...which synced it at the end of the drive
+        engine.run(collect, "6.00")
+        assert flushes == [str(tmp_path / "shop.db")]
+    assert traced.pragmas() == [NORMAL]
