@@ -17,6 +17,8 @@ __all__ = ["database_key", "sync_wal", "writer_lock"]
 
 _locks: dict[str, threading.RLock] = {}
 _guard = threading.Lock()
+# what SQLite itself calls to sync a log on Linux: data and size, not the modification time
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def database_key(database: str) -> str:
@@ -39,7 +41,7 @@ def writer_lock(database: str) -> threading.RLock:
 
 
 def sync_wal(database: str) -> None:
-    """Make every commit to the SQLite file `database` so far durable: fsync its WAL.
+    """Make every commit to the SQLite file `database` so far durable: sync its WAL.
 
     A commit in WAL mode is in the log once it returns; `synchronous=FULL` adds an fsync of the
     log, which this does after the fact (for all commits before it at once). Without a log
@@ -50,6 +52,6 @@ def sync_wal(database: str) -> None:
     except FileNotFoundError:
         return
     try:
-        os.fsync(fd)
+        _datasync(fd)
     finally:
         os.close(fd)

@@ -14,6 +14,7 @@ import flowkit
 from flowkit import Engine, StepContext, step, workflow
 from flowkit.events import Event
 from flowkit.sqlalchemy import SqlStore
+from flowkit.sqlalchemy import sqlite as sqlite_module
 from flowkit.sqlalchemy import store as store_module
 from payment import PaymentModule
 from payment.adapters.engine import create_payment_engine
@@ -142,3 +143,18 @@ def test_a_write_after_the_last_checkpoint_is_synced_before_run_returns(
         engine.run(collect, "6.00")
         assert flushes == [str(tmp_path / "shop.db")]
     assert traced.pragmas() == [NORMAL]
+
+
+def test_sync_wal_syncs_the_log_and_skips_a_missing_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sync_wal` fdatasyncs ``<db>-wal`` when it exists and does nothing without one."""
+    synced: list[int] = []
+    real = sqlite_module._datasync
+    monkeypatch.setattr(sqlite_module, "_datasync", lambda fd: (synced.append(fd), real(fd)))
+    database = tmp_path / "shop.db"
+    sqlite_module.sync_wal(str(database))  # no log yet: the database file holds everything
+    assert synced == []
+    (tmp_path / "shop.db-wal").write_bytes(b"frames")
+    sqlite_module.sync_wal(str(database))
+    assert len(synced) == 1
