@@ -39,7 +39,6 @@ class StoreJournal:
         "owner",
         "sessions",
         "store",
-        "sync_key",
         "taken",
         "transaction_id",
     )
@@ -53,8 +52,6 @@ class StoreJournal:
         self.finished_early = False
         self.output: str | None = None
         self.taken: list[Any] = []
-        # set when the store's commits fsync a file that writers in a run may defer to
-        self.sync_key: str | None = getattr(store, "sync_key", None)
 
     # --- unit of work ----------------------------------------------------------------------
 
@@ -192,7 +189,8 @@ class StoreJournal:
         self._write(Checkpoint(self.transaction_id, self.owner, (), update), None)
 
     def _write(self, checkpoint: Checkpoint, ctx: StepContext | None) -> None:
-        scope = deferred_sync(self.sync_key) if self.sync_key is not None else None
+        key = self.store.sync_key
+        scope = deferred_sync(key) if key is not None else None
         mark = scope.mark() if scope is not None else 0
         session = ctx._session if ctx is not None else None
         if session is None:

@@ -47,7 +47,7 @@ from flowkit.store import (
     Store,
     StoredRun,
 )
-from flowkit.syncscope import SyncScope, sync_scope
+from flowkit.syncscope import sync_scope
 from flowkit.worker import Queue, Worker, WorkReport, queue_map
 from flowkit.workflow import Workflow
 
@@ -92,10 +92,6 @@ class Engine:
             raise DefinitionError(f"lease_seconds must be > 0, not {lease_seconds!r}")
         self.store: Store = store if store is not None else MemoryStore(durable=False)
         self.store.check()
-        # optional: a SQL store on a file that fsyncs each commit opens deferred-fsync scopes
-        self._sync_scope: Callable[[], SyncScope | None] | None = getattr(
-            self.store, "sync_scope", None
-        )
         self.container = container
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.owner = f"{self.worker_id}#{secrets.token_hex(4)}"
@@ -388,7 +384,7 @@ class Engine:
     def _drive(self, run: Run) -> RunResult[Any]:
         self._leases.track(run.transaction_id, run)
         try:
-            with sync_scope(self._new_sync_scope()):
+            with sync_scope(self.store.sync_scope()):
                 result = drive_to_end(run)
                 while _taken(run):
                     self._deliver_taken(run)
@@ -403,7 +399,7 @@ class Engine:
     async def _drive_async(self, run: Run) -> RunResult[Any]:
         self._leases.track(run.transaction_id, run)
         try:
-            with sync_scope(self._new_sync_scope()):
+            with sync_scope(self.store.sync_scope()):
                 result = await drive(run, on_loop=True)
                 while _taken(run):
                     self._deliver_taken(run)
@@ -414,10 +410,6 @@ class Engine:
             raise
         finally:
             self._leases.untrack(run.transaction_id)
-
-    def _new_sync_scope(self) -> SyncScope | None:
-        """A fresh scope for one drive (see `flowkit.syncscope`), if the store offers one."""
-        return self._sync_scope() if self._sync_scope is not None else None
 
     def _deliver_taken(self, run: Run) -> None:
         journal = run.journal

@@ -18,6 +18,7 @@ from attrs import define, evolve, field, frozen
 
 from flowkit.exceptions import LeaseLost
 from flowkit.state import TransactionState
+from flowkit.syncscope import SyncScope
 
 __all__ = [
     "Checkpoint",
@@ -126,6 +127,8 @@ class Store(Protocol):
     """The persistence a durable `Engine` needs."""
 
     durable: bool
+    sync_key: str | None
+    """The database file whose fsync runs may take over (`flowkit.syncscope`), or None."""
 
     def start_run(self, new: NewRun) -> StoredRun | None:
         """Insert the run row; returns None when inserted, else the existing row."""
@@ -205,6 +208,9 @@ class Store(Protocol):
     def open_session(self) -> Any:
         """A unit-of-work session (SQL stores only)."""
 
+    def sync_scope(self) -> SyncScope | None:
+        """A fresh deferred-fsync scope for one drive of a run, or None (`flowkit.syncscope`)."""
+
     def close(self) -> None:
         """Release connections."""
 
@@ -219,6 +225,7 @@ class MemoryStore:
 
     def __init__(self, *, durable: bool = True) -> None:
         self.durable = durable
+        self.sync_key: str | None = None  # nothing to fsync in memory
         self._lock = threading.RLock()
         self._runs: dict[str, StoredRun] = {}
         self._steps: dict[str, list[StoredStep]] = {}
@@ -414,6 +421,9 @@ class MemoryStore:
 
     def open_session(self) -> Any:
         raise RuntimeError("the in-memory store has no database session: use a SqlStore")
+
+    def sync_scope(self) -> None:
+        """No file, no fsync to defer."""
 
     def close(self) -> None:
         self.closed = True

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["database_key", "sync_wal", "writer_lock"]
+__all__ = ["database_key", "file_key", "sync_wal", "writer_lock"]
 
 _locks: dict[str, threading.RLock] = {}
 _guard = threading.Lock()
@@ -24,6 +24,11 @@ _datasync = getattr(os, "fdatasync", os.fsync)
 def database_key(database: str) -> str:
     """One name per SQLite file, whatever path reaches it (`""` and `:memory:` as they are)."""
     return database if database in ("", ":memory:") else os.path.realpath(database)
+
+
+def file_key(database: str) -> str | None:
+    """`database_key` of a database on disk; None for an in-memory one (nothing to fsync)."""
+    return None if database in ("", ":memory:") else database_key(database)
 
 
 def writer_lock(database: str) -> threading.RLock:

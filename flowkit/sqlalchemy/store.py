@@ -38,7 +38,7 @@ from sqlalchemy.sql import ColumnElement
 
 from flowkit.exceptions import LeaseLost, SchemaMismatch, StoreError
 from flowkit.sqlalchemy.group import Entry, GroupCommit
-from flowkit.sqlalchemy.sqlite import database_key, sync_wal, writer_lock
+from flowkit.sqlalchemy.sqlite import file_key, sync_wal, writer_lock
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, start_values, step_values
 from flowkit.sqlalchemy.tables import SCHEMA_REVISION, VERSION_TABLE, inbox, metadata, runs, steps
 from flowkit.state import TransactionState
@@ -110,13 +110,9 @@ class SqlStore:
         self.synchronous = synchronous
         self.journal_mode = journal_mode
         self._database = _database_of(self.url) if self.is_sqlite else ""
+        fsyncs_each_commit = synchronous in ("FULL", "EXTRA") and journal_mode.upper() == "WAL"
         self.sync_key: str | None = (
-            database_key(self._database)
-            if self.is_sqlite
-            and self._database not in ("", ":memory:")
-            and synchronous in ("FULL", "EXTRA")
-            and journal_mode.upper() == "WAL"
-            else None
+            file_key(self._database) if self.is_sqlite and fsyncs_each_commit else None
         )
         """Names the file whose fsync runs of this store may take over (see
         `flowkit.syncscope`): set on a SQLite file in WAL mode that fsyncs every commit."""

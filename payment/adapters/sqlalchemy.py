@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 
-from flowkit.sqlalchemy.sqlite import database_key
+from flowkit.sqlalchemy.sqlite import file_key
 from flowkit.syncscope import deferred_sync
 from payment.adapters import tables as t
 from payment.adapters.compiled import Sql, TableSql
@@ -366,10 +366,7 @@ class SqlPaymentStore:
         self._integrity_error: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         self._connections = IdleConnections(engine)
         self._writer = WriterLock(engine.url.database or "") if self._is_sqlite else None
-        database = engine.url.database or ""
-        self._sync_key = (
-            database_key(database) if self._is_sqlite and database not in ("", ":memory:") else None
-        )
+        self._sync_key = file_key(engine.url.database or "") if self._is_sqlite else None
 
     def read(self) -> AbstractContextManager[SqlPaymentRepository]:
         """A read-only transaction."""

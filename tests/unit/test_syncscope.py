@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from flowkit.store import MemoryStore
 from flowkit.syncscope import SyncScope, deferred_sync, sync_scope
 
 
 def _scope(key: str, flushes: list[str]) -> SyncScope:
     return SyncScope(key, lambda: flushes.append(key))
+
+
+def _recording() -> tuple[SyncScope, list[str]]:
+    """A scope on ``/db/a`` and the list its flushes land in."""
+    flushes: list[str] = []
+    return _scope("/db/a", flushes), flushes
 
 
 def test_no_scope_is_open_outside_a_block() -> None:
@@ -25,6 +32,13 @@ def test_a_scope_serves_only_its_own_file() -> None:
     assert deferred_sync("/db/a") is None
 
 
+def test_the_in_memory_store_offers_no_scope() -> None:
+    """A `MemoryStore` has no file: every engine drive on it opens nothing."""
+    store = MemoryStore()
+    assert store.sync_key is None
+    assert store.sync_scope() is None
+
+
 def test_none_opens_nothing() -> None:
     """`sync_scope(None)` (a store without deferred fsync) leaves writers on their own fsync."""
     with sync_scope(None):
@@ -33,8 +47,7 @@ def test_none_opens_nothing() -> None:
 
 def test_a_deferred_write_not_covered_is_flushed_once_at_the_end() -> None:
     """A write deferred after the last durable commit is synced when the block ends, once."""
-    flushes: list[str] = []
-    scope = _scope("/db/a", flushes)
+    scope, flushes = _recording()
     with sync_scope(scope):
         scope.defer()
         scope.defer()
@@ -44,8 +57,7 @@ def test_a_deferred_write_not_covered_is_flushed_once_at_the_end() -> None:
 
 def test_a_covered_write_costs_no_extra_flush() -> None:
     """A durable commit after the deferred writes covers them: the block ends without a flush."""
-    flushes: list[str] = []
-    scope = _scope("/db/a", flushes)
+    scope, flushes = _recording()
     with sync_scope(scope):
         scope.defer()
         scope.synced(scope.mark())
@@ -60,8 +72,7 @@ def _crash_after_deferring(scope: SyncScope) -> None:
 
 def test_the_flush_happens_when_the_block_raises() -> None:
     """A drive that ends with an exception still syncs what it deferred."""
-    flushes: list[str] = []
-    scope = _scope("/db/a", flushes)
+    scope, flushes = _recording()
     with pytest.raises(RuntimeError):
         _crash_after_deferring(scope)
     assert flushes == ["/db/a"]
@@ -70,8 +81,7 @@ def test_the_flush_happens_when_the_block_raises() -> None:
 
 def test_a_write_during_a_durable_commit_stays_pending() -> None:
     """A commit deferred after a durable commit began is not covered by it."""
-    flushes: list[str] = []
-    scope = _scope("/db/a", flushes)
+    scope, flushes = _recording()
     with sync_scope(scope):
         scope.defer()
         mark = scope.mark()  # the checkpoint begins: it covers the first write
