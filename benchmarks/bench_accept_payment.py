@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -40,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
 from accept_payment import accept_payment_workflow  # noqa: E402
+from bench_durable import raw_sqlite_commit  # noqa: E402  (this script's own directory)
 
 import flowkit  # noqa: E402
 from flowkit import Engine  # noqa: E402
@@ -159,23 +159,6 @@ def measure_database(
             shop.close()
 
 
-def raw_commit_seconds(path: Path, commits: int = 300) -> float:
-    """Seconds per INSERT+COMMIT of a small row with plain sqlite3, WAL, ``synchronous=FULL``."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("CREATE TABLE IF NOT EXISTS t (id TEXT PRIMARY KEY, v TEXT)")
-        started = time.perf_counter()
-        for _ in range(commits):
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("INSERT INTO t VALUES (?, ?)", (uuid.uuid4().hex, "x" * 200))
-            connection.execute("COMMIT")
-        return (time.perf_counter() - started) / commits
-    finally:
-        connection.close()
-
-
 def postgres_database(base: str) -> tuple[str, Any] | None:
     """A scratch PostgreSQL database, or None without a server."""
     try:
@@ -218,9 +201,9 @@ def main() -> int:
             "  each commit fsync": lambda: Shop(fsynced, defer_sync=False),
             "  no durability": lambda: Shop(volatile, durable=False),
         }
-        raw = raw_commit_seconds(Path(tmp) / "raw.db")
+        raw_us = raw_sqlite_commit(Path(tmp) / "raw.db", "FULL", 300)
         rows += measure_database(sqlite_shops, args.flows, args.threads, args.rounds)
-        raw = (raw + raw_commit_seconds(Path(tmp) / "raw.db")) / 2  # before and after
+        raw_us = (raw_us + raw_sqlite_commit(Path(tmp) / "raw.db", "FULL", 300)) / 2  # both ends
     if not args.no_postgres:
         scratch = postgres_database(args.postgres_url)
         if scratch is not None:
@@ -233,7 +216,7 @@ def main() -> int:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 admin.close()
     if args.json:
-        print(json.dumps({"flows_per_second": rows, "raw_commit_us": raw * 1e6}, indent=2))
+        print(json.dumps({"flows_per_second": rows, "raw_commit_us": raw_us}, indent=2))
         return 0
     print(
         f"accept-payment + capture flows/s, one process, {os.cpu_count()} CPUs "
@@ -250,8 +233,8 @@ def main() -> int:
             + "".join(f"{row[f'threads_{n}']:>13.0f}" for n in args.threads)
         )
     print(
-        f"\nraw sqlite3 INSERT+COMMIT, WAL, synchronous=FULL: {raw * 1e6:.0f} µs "
-        f"(nine per flow: {9 * raw * 1e3:.2f} ms, where 400 flows/s allow 2.50 ms a flow)"
+        f"\nraw sqlite3 INSERT+COMMIT, WAL, synchronous=FULL: {raw_us:.0f} µs "
+        f"(nine per flow: {9 * raw_us / 1e3:.2f} ms, where 400 flows/s allow 2.50 ms a flow)"
     )
     best = max(v for k, v in rows[0].items() if k.startswith("threads_"))
     print(
