@@ -1,20 +1,20 @@
 """The inputs and outputs of the payment steps and workflows (attrs classes, storable).
 
-Each workflow also accepts a mapping with the same keys; `as_input` converts it at the boundary
-and refuses unknown or missing keys with `InvalidData`.
+Every workflow and every public step also accepts a mapping with the same keys; `as_input` (one
+conversion for all of them) converts it and refuses unknown or missing keys, and values of
+another type, with `InvalidData`. `accepts_input` applies it to a step function.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
-import attrs
 from attrs import field, frozen
 
+from payment._convert import accepts_input, as_input
 from payment.domain import Payment
-from payment.exceptions import InvalidData
 
 __all__ = [
     "AuthorizationAttempt",
@@ -27,10 +27,9 @@ __all__ = [
     "RefundOutcome",
     "RefundPaymentInput",
     "SessionSpec",
+    "accepts_input",
     "as_input",
 ]
-
-T = TypeVar("T")
 
 
 def _json(value: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -151,23 +150,3 @@ class RefundOutcome:
     def succeeded(self) -> bool:
         """True when the refund was made."""
         return self.error is None
-
-
-def as_input(value: Any, kind: type[T]) -> T:
-    """`value` as an instance of the attrs class `kind` (a mapping is converted).
-
-    Raises:
-        InvalidData: a mapping with unknown or missing keys, or a value of another type.
-    """
-    if isinstance(value, kind):
-        return value
-    if not isinstance(value, Mapping):
-        raise InvalidData(kind.__name__, f"expected a {kind.__name__} or a mapping")
-    names = {a.alias or a.name for a in attrs.fields(kind)}  # type: ignore[arg-type]
-    unknown = sorted(set(value) - names)
-    if unknown:
-        raise InvalidData(kind.__name__, f"unknown keys {unknown}")
-    try:
-        return kind(**value)
-    except TypeError as exc:
-        raise InvalidData(kind.__name__, str(exc)) from None

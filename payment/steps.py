@@ -5,6 +5,12 @@ context's idempotency key to every module call that creates a record or moves mo
 `#{i}` for the i-th item of a batch), so a retried or recovered step reaches the module and the
 provider with the same key: nothing is created, captured or refunded twice. A compensation
 returns early when its step did nothing.
+
+Every public step takes its input class or a mapping with the same keys (nested records and
+lists too), converted by `payment.inputs.as_input` when the step runs, whatever it was given:
+the workflow's input, a `Ref` to another step's output, a `transform`, or a dict literal that
+holds refs. A bad input fails the step with `InvalidData` (naming the input class) before it
+calls the module, so nothing is written.
 """
 
 from __future__ import annotations
@@ -29,10 +35,12 @@ from payment.inputs import (
     AuthorizePaymentSessionInput,
     CancelPaymentCollectionInput,
     CapturePaymentInput,
+    CreatePaymentCollectionForCartInput,
     CreatePaymentSessionsInput,
     RefundOutcome,
     RefundPaymentInput,
     SessionSpec,
+    accepts_input,
 )
 from payment.providers import PaymentAction, WebhookAction
 from payment.service import PaymentModule
@@ -74,13 +82,14 @@ def _module(ctx: StepContext) -> PaymentModule:
 
 
 @step("validate-cart")
-def validate_cart_step(cart_id: str, ctx: StepContext) -> Cart:
+@accepts_input(CreatePaymentCollectionForCartInput)
+def validate_cart_step(inp: CreatePaymentCollectionForCartInput, ctx: StepContext) -> Cart:
     """The cart, if it may get a payment collection: open, and without one yet.
 
     Raises:
         CartNotEligible: the cart is unknown, completed, or already has a collection.
     """
-    cart = ctx.resolve(CartService).retrieve_cart(cart_id)  # type: ignore[type-abstract]
+    cart = ctx.resolve(CartService).retrieve_cart(inp.cart_id)  # type: ignore[type-abstract]
     if cart.completed_at is not None:
         raise CartNotEligible(cart.id, f"Cart {cart.id} is already completed")
     try:
@@ -91,6 +100,7 @@ def validate_cart_step(cart_id: str, ctx: StepContext) -> Cart:
 
 
 @step("create-payment-collection")
+@accepts_input(Cart)
 def create_payment_collection_step(
     cart: Cart, ctx: StepContext
 ) -> StepResponse[PaymentCollection, str]:
@@ -113,6 +123,7 @@ def _delete_collection(collection_id: str | None, ctx: StepContext) -> None:
 
 
 @step("retrieve-payment-collection", continue_on_permanent_failure=True)
+@accepts_input(str)
 def retrieve_payment_collection_step(collection_id: str, ctx: StepContext) -> PaymentCollection:
     """The collection as it is now (reads only).
 
@@ -125,6 +136,7 @@ def retrieve_payment_collection_step(collection_id: str, ctx: StepContext) -> Pa
 
 
 @step("cancel-payment-collection", retry=PROVIDER_RETRY)
+@accepts_input(CancelPaymentCollectionInput)
 def cancel_payment_collection_step(
     inp: CancelPaymentCollectionInput, ctx: StepContext
 ) -> PaymentCollection:
@@ -136,6 +148,7 @@ def cancel_payment_collection_step(
 
 
 @step("create-payment-session", retry=PROVIDER_RETRY)
+@accepts_input(CreatePaymentSessionsInput)
 def create_payment_session_step(
     inp: CreatePaymentSessionsInput, ctx: StepContext
 ) -> StepResponse[PaymentSession, str]:
@@ -178,6 +191,7 @@ def _holds_nothing(module: PaymentModule, session_id: str) -> bool:
 
 
 @step("delete-old-payment-sessions", retry=PROVIDER_RETRY)
+@accepts_input(PaymentSession)
 def delete_old_payment_sessions_step(
     session: PaymentSession, ctx: StepContext
 ) -> StepResponse[list[str], list[SessionSpec]]:
@@ -238,6 +252,7 @@ def _recreate(module: PaymentModule, specs: Sequence[SessionSpec], key: str) -> 
 
 
 @step("authorize-payment-session", retry=PROVIDER_RETRY)
+@accepts_input(AuthorizePaymentSessionInput)
 def authorize_payment_session_step(
     inp: AuthorizePaymentSessionInput, ctx: StepContext
 ) -> StepResponse[Payment | None, str]:
@@ -282,6 +297,7 @@ def undo_payment(module: PaymentModule, payment: Payment, key: str) -> None:
 
 
 @step("begin-authorization", retry=PROVIDER_RETRY)
+@accepts_input(AuthorizePaymentSessionInput)
 def begin_authorization_step(
     inp: AuthorizePaymentSessionInput, ctx: StepContext
 ) -> StepResponse[AuthorizationAttempt, str]:
@@ -304,6 +320,7 @@ def _undo_first_attempt(session_id: str | None, ctx: StepContext) -> None:
 
 
 @step("await-payment-action", async_completion=True)
+@accepts_input(AuthorizationAttempt)
 def await_payment_action_step(
     attempt: AuthorizationAttempt, ctx: StepContext
 ) -> StepResponse[AuthorizationAttempt, None]:
@@ -321,6 +338,7 @@ def await_payment_action_step(
 
 
 @step("capture-payment", retry=PROVIDER_RETRY)
+@accepts_input(CapturePaymentInput)
 def capture_payment_step(inp: CapturePaymentInput, ctx: StepContext) -> Payment:
     """Capture (not compensated: money moved; undoing it is a business decision)."""
     return _module(ctx).capture_payment(
@@ -329,6 +347,7 @@ def capture_payment_step(inp: CapturePaymentInput, ctx: StepContext) -> Payment:
 
 
 @step("refund-payment", retry=PROVIDER_RETRY)
+@accepts_input(RefundPaymentInput)
 def refund_payment_step(inp: RefundPaymentInput, ctx: StepContext) -> Payment:
     """Refund (not compensated: money moved)."""
     return _module(ctx).refund_payment(
@@ -337,6 +356,7 @@ def refund_payment_step(inp: RefundPaymentInput, ctx: StepContext) -> Payment:
 
 
 @step("refund-payments")
+@accepts_input(list[RefundPaymentInput])
 def refund_payments_step(items: list[RefundPaymentInput], ctx: StepContext) -> list[RefundOutcome]:
     """Refund several payments; a failed item is reported, the others still refunded."""
     module = _module(ctx)
@@ -360,6 +380,7 @@ _HANDLED = frozenset({PaymentAction.AUTHORIZED, PaymentAction.CAPTURED})
 
 
 @step("process-payment-webhook", retry=PROVIDER_RETRY)
+@accepts_input(WebhookAction)
 def process_webhook_step(action: WebhookAction, ctx: StepContext) -> Payment | None:
     """Authorize and/or record the capture a verified webhook reports; other actions are left.
 

@@ -1,6 +1,8 @@
 """The payment workflows (spec §5), each compensating what it did.
 
-Every workflow takes its input class or a mapping with the same keys. Run them with the
+Every workflow takes its input class or a mapping with the same keys, converted by the step
+that reads it (`payment.inputs.as_input`: bad input fails that first step with `InvalidData`,
+before anything is written). Run them with the
 application's container (a `flowkit.Registry` or a request scope holding `PaymentModule` and,
 for carts, `CartService`), in memory or through a durable `flowkit.Engine`.
 """
@@ -55,8 +57,7 @@ def create_payment_collection_for_cart_workflow(
 
     Returns the `PaymentCollection`. Compensation deletes the collection and the link.
     """
-    data = transform(inp, lambda v: as_input(v, CreatePaymentCollectionForCartInput))
-    cart = validate_cart_step(data.cart_id)
+    cart = validate_cart_step(inp)
     return WorkflowResponse(create_payment_collection_step(cart))
 
 
@@ -70,8 +71,7 @@ def create_payment_sessions_workflow(
     Returns the new `PaymentSession`. Compensation deletes the new session and creates the
     deleted ones again (with new ids and new provider payments).
     """
-    data = transform(inp, lambda v: as_input(v, CreatePaymentSessionsInput))
-    session = create_payment_session_step(data)
+    session = create_payment_session_step(inp)
     delete_old_payment_sessions_step(session)
     return WorkflowResponse(session)
 
@@ -79,27 +79,19 @@ def create_payment_sessions_workflow(
 @workflow("capture-payment")
 def capture_payment_workflow(inp: Ref[CapturePaymentInput]) -> WorkflowResponse[Any]:
     """Capture (part of) a payment; returns the `Payment` after it. Not compensated."""
-    return WorkflowResponse(
-        capture_payment_step(transform(inp, lambda v: as_input(v, CapturePaymentInput)))
-    )
+    return WorkflowResponse(capture_payment_step(inp))
 
 
 @workflow("refund-payment")
 def refund_payment_workflow(inp: Ref[RefundPaymentInput]) -> WorkflowResponse[Any]:
     """Refund (part of) a payment; returns the `Payment` after it. Not compensated."""
-    return WorkflowResponse(
-        refund_payment_step(transform(inp, lambda v: as_input(v, RefundPaymentInput)))
-    )
-
-
-def _refund_items(value: Any) -> list[RefundPaymentInput]:
-    return [as_input(item, RefundPaymentInput) for item in value]
+    return WorkflowResponse(refund_payment_step(inp))
 
 
 @workflow("refund-payments")
 def refund_payments_workflow(inp: Ref[list[RefundPaymentInput]]) -> WorkflowResponse[Any]:
     """Refund several payments; returns a `RefundOutcome` per payment (failures reported)."""
-    return WorkflowResponse(refund_payments_step(transform(inp, _refund_items)))
+    return WorkflowResponse(refund_payments_step(inp))
 
 
 @workflow("cancel-payment-collection")
@@ -107,11 +99,7 @@ def cancel_payment_collection_workflow(
     inp: Ref[CancelPaymentCollectionInput],
 ) -> WorkflowResponse[Any]:
     """Cancel a collection, voiding its authorizations; returns the collection."""
-    return WorkflowResponse(
-        cancel_payment_collection_step(
-            transform(inp, lambda v: as_input(v, CancelPaymentCollectionInput))
-        )
-    )
+    return WorkflowResponse(cancel_payment_collection_step(inp))
 
 
 def _system_session(value: Any) -> CreatePaymentSessionsInput:
@@ -152,5 +140,4 @@ def process_payment_workflow(inp: Ref[WebhookAction]) -> WorkflowResponse[Any]:
     arrives twice or races the customer's own completion. Run it with the event id as the
     transaction id and a repeated delivery invokes nothing at all.
     """
-    action = transform(inp, lambda v: v if isinstance(v, WebhookAction) else WebhookAction(**v))
-    return WorkflowResponse(process_webhook_step(action))
+    return WorkflowResponse(process_webhook_step(inp))
