@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from attrs import frozen
 
-if TYPE_CHECKING:
-    from flowkit.refs import NodeDef
-    from flowkit.workflow import Workflow
+from flowkit.recording import Composite, NodeDef
 
 __all__ = ["GraphNode", "WorkflowGraph", "build_graph"]
 
@@ -155,14 +153,14 @@ def _edge(src: str, dst: str, conditional: bool, fmt: str, *, skip: bool = False
     return f"    {src} -.->|{label}| {dst}" if label else f"    {src} --> {dst}"
 
 
-def build_graph(workflow: Workflow[Any, Any]) -> WorkflowGraph:
+def build_graph(workflow: Composite) -> WorkflowGraph:
     """The static graph of `workflow` (hooks show whether a handler is attached)."""
     return WorkflowGraph(
         workflow.name, tuple(_graph_node(n, workflow) for n in workflow.definition.nodes)
     )
 
 
-def _graph_node(node: NodeDef, workflow: Workflow[Any, Any]) -> GraphNode:
+def _graph_node(node: NodeDef, workflow: Composite) -> GraphNode:
     step = workflow.hooks.get(node.name) if node.kind == "hook" else node.step
     children = build_graph(node.child).nodes if node.child is not None else ()
     return GraphNode(

@@ -7,23 +7,23 @@ siblings), each node with a precompiled getter for its input. Nothing here is re
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from inspect import iscoroutinefunction
+from typing import Any
 
+from flowkit.recording import Composite, NodeDef
 from flowkit.refs import (
     Condition,
     InputSource,
-    NodeDef,
     NodeSource,
     PathItem,
     Ref,
     TransformSource,
     WhenSource,
+    ref_path,
+    ref_source,
 )
 from flowkit.step import Step
-
-if TYPE_CHECKING:
-    from flowkit.workflow import Workflow
 
 Getter = Callable[[Any], Any]
 
@@ -123,6 +123,11 @@ class PlanNode:
 Stage = PlanNode | tuple[PlanNode, ...]
 
 
+def stage_nodes(stage: Stage) -> Sequence[PlanNode]:
+    """The nodes of a stage (one, or the parallel siblings)."""
+    return (stage,) if isinstance(stage, PlanNode) else stage
+
+
 class Plan:
     """A workflow compiled for running.
 
@@ -151,7 +156,7 @@ class Plan:
         "timeout",
     )
 
-    def __init__(self, workflow: Workflow[Any, Any]) -> None:
+    def __init__(self, workflow: Composite) -> None:
         self.name = workflow.name
         self.timeout = workflow.timeout
         compiler = _Compiler(workflow.definition.conditions)
@@ -171,8 +176,6 @@ class Plan:
 
 
 def _async_compensation(node: PlanNode) -> bool:
-    from inspect import iscoroutinefunction
-
     fn = node.compensate_fn
     return fn is not None and iscoroutinefunction(fn)
 
@@ -218,7 +221,7 @@ class _Compiler:
             if step is None:
                 return None
         cond = self.condition(definition.condition) if definition.condition else None
-        child = definition.child.plan if definition.child is not None else None
+        child = Plan(definition.child) if definition.child is not None else None
         return PlanNode(definition, step, self.value(definition.arg), cond, child)
 
     def value(self, value: Any) -> Getter:
@@ -247,8 +250,8 @@ class _Compiler:
         return _constant(value), True
 
     def ref(self, ref: Ref[Any]) -> Getter:
-        source = ref._fk_source
-        walk = _path(ref._fk_path)
+        source = ref_source(ref)
+        walk = _path(ref_path(ref))
         if isinstance(source, InputSource):
             return _input_getter(walk)
         if isinstance(source, NodeSource):

@@ -1,32 +1,36 @@
-"""Placeholders recorded while a workflow is defined: `Ref`, `transform`, `when`, `parallelize`.
+"""`Ref`: a placeholder, recorded while a workflow is defined, for a value that exists at run time.
 
 A workflow's function runs once, at definition time. Step calls record nodes and return `Ref`s;
 attribute and item access on a `Ref` is recorded and replayed when the workflow runs. Anything
 else done to a `Ref` would need its value now, which does not exist yet: it raises
 `DefinitionError` pointing to `transform` and `when`.
+
+This is the floor of the definition layer: it knows the recording in progress only through the
+`Recording` protocol (implemented by `flowkit.recording.Builder`), so `Step.__call__` can record
+itself without importing the builder.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Generic, Literal, NoReturn, TypeVar
+from typing import Any, Generic, Literal, NoReturn, Protocol, TypeVar
 
-import attrs
-from attrs import define, field
+from attrs import define
 
 from flowkit.exceptions import DefinitionError
 
-if TYPE_CHECKING:
-    from flowkit.step import Step
-    from flowkit.workflow import Workflow
-
-__all__ = ["Ref", "create_hook", "parallelize", "transform", "when"]
+__all__ = [
+    "Recording",
+    "Ref",
+    "current_recording",
+    "dependencies_of",
+    "ref_path",
+    "ref_recording",
+    "ref_source",
+]
 
 T = TypeVar("T")
-NodeKind = Literal["step", "hook", "child"]
 PathItem = tuple[Literal["attr", "item"], Any]
 
 
@@ -91,22 +95,36 @@ class Condition:
         return own if self.parent is None else own | self.parent.dependencies()
 
 
-@define(eq=False)
-class NodeDef:
-    """One recorded step, hook or nested workflow, in call order."""
+# --- the recording in progress ------------------------------------------------------------------
 
-    index: int
+
+class Recording(Protocol):
+    """The workflow definition being recorded, as refs and steps see it."""
+
     name: str
-    kind: NodeKind
-    arg: Any
-    step: Step[Any, Any] | None = None
-    child: Workflow[Any, Any] | None = None
-    condition: Condition | None = None
-    group: int | None = None
 
-    def dependencies(self) -> frozenset[int]:
-        deps = dependencies_of(self.arg)
-        return deps if self.condition is None else deps | self.condition.dependencies()
+    def node_name(self, index: int) -> str:
+        """The name of the recorded node with this index."""
+        ...
+
+    def record_step(self, step: Any, input: Any) -> Ref[Any]:
+        """Record a call of a `Step` with `input`; returns a ref to its output."""
+        ...
+
+
+RECORDING: ContextVar[Recording | None] = ContextVar("flowkit_recording", default=None)
+
+
+def current_recording(what: str) -> Recording:
+    """The workflow being defined.
+
+    Raises:
+        DefinitionError: no workflow is being defined (`what` names the caller).
+    """
+    recording = RECORDING.get()
+    if recording is None:
+        raise DefinitionError(f"{what} can only be used inside a @workflow function")
+    return recording
 
 
 # --- the Ref itself --------------------------------------------------------------------------
@@ -114,8 +132,8 @@ class NodeDef:
 
 def _refuse(operation: str) -> Callable[..., NoReturn]:
     def refuse(self: Ref[Any], *args: object) -> NoReturn:
-        builder = _BUILDER.get()
-        where = f" in workflow {builder.name!r}" if builder else ""
+        recording = RECORDING.get()
+        where = f" in workflow {recording.name!r}" if recording else ""
         raise DefinitionError(
             f"{operation} on {self!r}{where}: a Ref stands for a value that exists only when the "
             "workflow runs. Compute with transform(ref, fn), branch with "
@@ -134,11 +152,11 @@ class Ref(Generic[T]):
     """
 
     __slots__ = ("_fk_builder", "_fk_path", "_fk_source")
-    _fk_builder: Builder
+    _fk_builder: Recording
     _fk_source: Source
     _fk_path: tuple[PathItem, ...]
 
-    def __init__(self, builder: Builder, source: Source, path: tuple[PathItem, ...] = ()) -> None:
+    def __init__(self, builder: Recording, source: Source, path: tuple[PathItem, ...] = ()) -> None:
         object.__setattr__(self, "_fk_builder", builder)
         object.__setattr__(self, "_fk_source", source)
         object.__setattr__(self, "_fk_path", path)
@@ -208,11 +226,11 @@ class Ref(Generic[T]):
     __xor__ = __rxor__ = _refuse("operator ^")
 
 
-def _describe_source(source: Source, builder: Builder) -> str:
+def _describe_source(source: Source, builder: Recording) -> str:
     if isinstance(source, InputSource):
         return "input"
     if isinstance(source, NodeSource):
-        return f"step {builder.nodes[source.index].name!r}"
+        return f"step {builder.node_name(source.index)!r}"
     if isinstance(source, TransformSource):
         return "transform(...)"
     return "when(...)"
@@ -233,254 +251,16 @@ def dependencies_of(value: Any) -> frozenset[int]:
     return frozenset()
 
 
-# --- recording --------------------------------------------------------------------------------
+def ref_source(ref: Ref[Any]) -> Source:
+    """Where a ref's value comes from (for the plan compiler)."""
+    return ref._fk_source
 
 
-@define(eq=False)
-class Builder:
-    """Records one workflow definition while its function runs."""
-
-    name: str
-    nodes: list[NodeDef] = field(factory=list)
-    conditions: list[Condition] = field(factory=list)
-    condition_stack: list[Condition] = field(factory=list)
-    groups: int = 0
-
-    def input_ref(self) -> Ref[Any]:
-        return Ref(self, InputSource())
-
-    def add(
-        self,
-        name: str,
-        kind: NodeKind,
-        arg: Any,
-        *,
-        step: Step[Any, Any] | None = None,
-        child: Workflow[Any, Any] | None = None,
-    ) -> Ref[Any]:
-        """Record a node; returns a ref to its output."""
-        if any(node.name == name for node in self.nodes):
-            raise DefinitionError(
-                f"workflow {self.name!r}: duplicate step name {name!r}; use "
-                f".with_name('{name}-2')(...) to run a step twice"
-            )
-        self.check_value(arg, f"input of step {name!r}")
-        condition = self.condition_stack[-1] if self.condition_stack else None
-        node = NodeDef(len(self.nodes), name, kind, arg, step, child, condition)
-        self.nodes.append(node)
-        return Ref(self, NodeSource(node.index))
-
-    def check_value(self, value: Any, what: str) -> None:
-        """Refuse refs of another workflow, and refs hidden inside objects the runner won't walk."""
-        if isinstance(value, Ref):
-            if value._fk_builder is not self:
-                raise DefinitionError(
-                    f"workflow {self.name!r}: {what} uses a Ref of workflow "
-                    f"{value._fk_builder.name!r}"
-                )
-        elif isinstance(value, dict):
-            for item in value.values():
-                self.check_value(item, what)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                self.check_value(item, what)
-        elif _holds_ref(value):
-            raise DefinitionError(
-                f"workflow {self.name!r}: {what} is a {type(value).__qualname__} built around a "
-                "Ref; build it inside transform(ref, lambda v: ...) instead"
-            )
+def ref_path(ref: Ref[Any]) -> tuple[PathItem, ...]:
+    """The attribute and item accesses recorded on a ref, in order."""
+    return ref._fk_path
 
 
-def _holds_ref(value: Any) -> bool:
-    if attrs.has(type(value)):
-        return any(isinstance(getattr(value, a.name, None), Ref) for a in attrs.fields(type(value)))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return any(isinstance(getattr(value, f.name), Ref) for f in dataclasses.fields(value))
-    return False
-
-
-_BUILDER: ContextVar[Builder | None] = ContextVar("flowkit_builder", default=None)
-
-
-@contextmanager
-def recording(name: str) -> Iterator[Builder]:
-    """Make a fresh `Builder` current while a workflow function runs."""
-    builder = Builder(name)
-    token = _BUILDER.set(builder)
-    try:
-        yield builder
-    finally:
-        _BUILDER.reset(token)
-
-
-def current_builder(what: str) -> Builder:
-    """The builder of the workflow being defined.
-
-    Raises:
-        DefinitionError: no workflow is being defined.
-    """
-    builder = _BUILDER.get()
-    if builder is None:
-        raise DefinitionError(f"{what} can only be used inside a @workflow function")
-    return builder
-
-
-def record_step(step: Step[Any, Any], input: Any) -> Ref[Any]:
-    """Record a call of `step` with `input` (see `Step.__call__`)."""
-    builder = current_builder(f"step {step.name!r}")
-    return builder.add(step.name, "step", input, step=step)
-
-
-# --- the DSL ---------------------------------------------------------------------------------
-
-
-def transform(value: Any, *fns: Callable[[Any], Any]) -> Ref[Any]:
-    """A lazily computed value: `fns[0](resolved value)`, then each next function on the result.
-
-    Args:
-        value: A `Ref`, or a dict/list/tuple with refs inside.
-        fns: Pure functions of one argument.
-
-    Returns:
-        A `Ref` to the last function's result. A function that raises fails the step that
-        consumes the value.
-
-    Raises:
-        DefinitionError: outside a workflow, no function, or something not callable.
-    """
-    builder = current_builder("transform()")
-    if not fns:
-        raise DefinitionError(f"workflow {builder.name!r}: transform() needs a function")
-    for fn in fns:
-        if not callable(fn):
-            raise DefinitionError(f"workflow {builder.name!r}: transform() got {fn!r}")
-    builder.check_value(value, "a transform's input")
-    return Ref(builder, TransformSource(value, fns))
-
-
-class When:
-    """The half-built branch returned by `when(ref, predicate)`; finish it with `.then(fn)`."""
-
-    def __init__(self, builder: Builder, value: Any, predicate: Callable[[Any], Any]) -> None:
-        self._builder = builder
-        self._value = value
-        self._predicate = predicate
-
-    def then(self, fn: Callable[[], T]) -> Ref[Any]:
-        """Record the steps `fn()` calls so they run only when the predicate holds.
-
-        Args:
-            fn: Called once, now, with no arguments.
-
-        Returns:
-            A ref to `fn`'s return value (None in runs where the predicate is false).
-        """
-        builder = self._builder
-        if not callable(fn):
-            raise DefinitionError(f"workflow {builder.name!r}: when(...).then() got {fn!r}")
-        parent = builder.condition_stack[-1] if builder.condition_stack else None
-        condition = Condition(len(builder.conditions), self._value, self._predicate, parent)
-        builder.conditions.append(condition)
-        builder.condition_stack.append(condition)
-        try:
-            value = fn()
-        finally:
-            builder.condition_stack.pop()
-        builder.check_value(value, "the value returned inside when(...).then()")
-        return Ref(builder, WhenSource(condition, value))
-
-
-def when(value: Any, predicate: Callable[[Any], Any]) -> When:
-    """Branch on a run-time value: `when(ref, lambda v: v.capture_now).then(lambda: capture(...))`.
-
-    The predicate is evaluated once per run; steps recorded in `then` are `skipped` when it is
-    false. A predicate that raises fails the run at that point.
-
-    Raises:
-        DefinitionError: outside a workflow, or a predicate that is not callable.
-    """
-    builder = current_builder("when()")
-    if not callable(predicate):
-        raise DefinitionError(f"workflow {builder.name!r}: when() needs a callable predicate")
-    builder.check_value(value, "a when() value")
-    return When(builder, value, predicate)
-
-
-def parallelize(*refs: Ref[Any]) -> tuple[Ref[Any], ...]:
-    """Run the steps called in this argument list concurrently; returns their refs.
-
-    Sync siblings run in threads, async ones as tasks; the next step waits for all of them.
-
-    Raises:
-        DefinitionError: an argument that is not the direct result of a step call made in this
-            argument list, or a sibling that consumes another sibling's output.
-    """
-    builder = current_builder("parallelize()")
-    if len(refs) < 2:
-        raise DefinitionError(f"workflow {builder.name!r}: parallelize() needs two steps or more")
-    indices = [_direct_node(builder, ref) for ref in refs]
-    recent = list(range(len(builder.nodes) - len(refs), len(builder.nodes)))
-    if indices != recent:
-        raise DefinitionError(
-            f"workflow {builder.name!r}: parallelize() takes the results of step calls made in "
-            "its own argument list, in order"
-        )
-    siblings = [builder.nodes[i] for i in indices]
-    _check_siblings(builder, siblings)
-    group = builder.groups
-    builder.groups += 1
-    for node in siblings:
-        node.group = group
-    return refs
-
-
-def _direct_node(builder: Builder, ref: object) -> int:
-    if (
-        not isinstance(ref, Ref)
-        or ref._fk_builder is not builder
-        or not isinstance(ref._fk_source, NodeSource)
-        or ref._fk_path
-    ):
-        raise DefinitionError(
-            f"workflow {builder.name!r}: parallelize() takes step results directly, got {ref!r}"
-        )
-    return ref._fk_source.index
-
-
-def _check_siblings(builder: Builder, siblings: list[NodeDef]) -> None:
-    indices = {node.index for node in siblings}
-    for node in siblings:
-        if node.group is not None or node.kind == "hook":
-            raise DefinitionError(
-                f"workflow {builder.name!r}: step {node.name!r} cannot join parallelize()"
-            )
-        if node.dependencies() & indices:
-            raise DefinitionError(
-                f"workflow {builder.name!r}: parallel step {node.name!r} consumes the output of a "
-                "sibling; siblings must be independent"
-            )
-        if node.condition is not siblings[0].condition:
-            raise DefinitionError(
-                f"workflow {builder.name!r}: parallel steps must share one when() branch"
-            )
-
-
-def create_hook(name: str, value: Any) -> Ref[Any]:
-    """Declare a hook: a place where `workflow.with_hooks(name=handler)` plugs in a step.
-
-    Args:
-        name: An identifier; the hook runs as a step with that name.
-        value: What the handler receives (a ref or a structure with refs).
-
-    Returns:
-        A ref to the handler's output (None when no handler is attached).
-
-    Raises:
-        DefinitionError: outside a workflow, a name that is not an identifier, or a name taken.
-    """
-    builder = current_builder("create_hook()")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise DefinitionError(
-            f"workflow {builder.name!r}: hook name {name!r} must be an identifier"
-        )
-    return builder.add(name, "hook", value)
+def ref_recording(ref: Ref[Any]) -> Recording:
+    """The workflow definition a ref was recorded in."""
+    return ref._fk_builder

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 from flowkit.exceptions import DefinitionError, PermanentFailure
+from flowkit.refs import Ref, current_recording
 from flowkit.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from flowkit.container import Scope
-    from flowkit.refs import Ref
 
 __all__ = ["Step", "StepContext", "StepResponse", "step"]
 
@@ -243,9 +243,7 @@ class Step(Generic[InT, OutT]):
         Raises:
             DefinitionError: called outside a `@workflow` function.
         """
-        from flowkit.refs import record_step
-
-        return record_step(self, input)
+        return current_recording(f"step {self.name!r}").record_step(self, input)
 
     def __repr__(self) -> str:
         return f"<Step {self.name!r}>"

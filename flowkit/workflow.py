@@ -1,28 +1,61 @@
-"""Workflows: a composition function recorded once into a graph of steps."""
+"""Workflows: a composition function recorded once into a graph of steps, and run.
+
+`Workflow` is the user's object: it sits above the definition layer (what it records and
+compiles) and the execution layer (`run()` drives its plan in memory). A durable run goes
+through an engine handed in as `engine=`, which `Workflow` knows only as `WorkflowEngine`.
+"""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, overload
 
-from attrs import frozen
-
+from flowkit.container import Registry, Scope
 from flowkit.exceptions import DefinitionError
-from flowkit.refs import Condition, NodeDef, Ref, current_builder, recording
+from flowkit.graph import WorkflowGraph, build_graph
+from flowkit.plan import Plan
+from flowkit.recording import Definition, current_builder, recording
+from flowkit.refs import Ref
+from flowkit.runner import run_plan, run_plan_async
+from flowkit.state import RunResult
 from flowkit.step import Step, StepContext, check_name, check_timeout, step
 
-if TYPE_CHECKING:
-    from flowkit.container import Registry, Scope
-    from flowkit.engine import Engine
-    from flowkit.graph import WorkflowGraph
-    from flowkit.plan import Plan
-    from flowkit.state import RunResult
-
-__all__ = ["Workflow", "WorkflowResponse", "workflow"]
+__all__ = ["Workflow", "WorkflowEngine", "WorkflowResponse", "workflow"]
 
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
+T = TypeVar("T")
+
+
+class WorkflowEngine(Protocol):
+    """What `Workflow.run(engine=...)` needs of an engine (`flowkit.Engine` is one)."""
+
+    def run(
+        self,
+        workflow: Workflow[Any, T],
+        input: Any,
+        *,
+        container: Registry | Scope | None = ...,
+        transaction_id: str | None = ...,
+        throw_on_error: bool = ...,
+        event_group_id: str | None = ...,
+    ) -> RunResult[T]:
+        """Run `workflow` durably."""
+        ...
+
+    async def run_async(
+        self,
+        workflow: Workflow[Any, T],
+        input: Any,
+        *,
+        container: Registry | Scope | None = ...,
+        transaction_id: str | None = ...,
+        throw_on_error: bool = ...,
+        event_group_id: str | None = ...,
+    ) -> RunResult[T]:
+        """`run`, awaited on the running loop."""
+        ...
 
 
 class WorkflowResponse(Generic[OutT]):
@@ -35,15 +68,6 @@ class WorkflowResponse(Generic[OutT]):
 
     def __repr__(self) -> str:
         return f"WorkflowResponse({self.value!r})"
-
-
-@frozen
-class Definition:
-    """The recorded graph of a workflow: nodes in call order, conditions, and the response."""
-
-    nodes: tuple[NodeDef, ...]
-    conditions: list[Condition]
-    result: Any
 
 
 class Workflow(Generic[InT, OutT]):
@@ -77,8 +101,6 @@ class Workflow(Generic[InT, OutT]):
         """The compiled run plan (built on first use, then reused by every run)."""
         plan = self._plan
         if plan is None:
-            from flowkit.plan import Plan
-
             plan = self._plan = Plan(self)
         return plan
 
@@ -95,7 +117,7 @@ class Workflow(Generic[InT, OutT]):
         transaction_id: str | None = None,
         throw_on_error: bool = True,
         event_group_id: str | None = None,
-        engine: Engine | None = None,
+        engine: WorkflowEngine | None = None,
     ) -> RunResult[OutT]:
         """Run the workflow to its end and return the outcome.
 
@@ -129,9 +151,7 @@ class Workflow(Generic[InT, OutT]):
                 throw_on_error=throw_on_error,
                 event_group_id=event_group_id,
             )
-        from flowkit.runner import run_in_memory
-
-        return run_in_memory(self, input, container, transaction_id, throw_on_error, event_group_id)
+        return run_plan(self.plan, input, container, transaction_id, throw_on_error, event_group_id)
 
     async def run_async(
         self,
@@ -141,7 +161,7 @@ class Workflow(Generic[InT, OutT]):
         transaction_id: str | None = None,
         throw_on_error: bool = True,
         event_group_id: str | None = None,
-        engine: Engine | None = None,
+        engine: WorkflowEngine | None = None,
     ) -> RunResult[OutT]:
         """Like `run`, awaited on the running loop (sync steps run inline, siblings in threads)."""
         if engine is not None:
@@ -153,10 +173,8 @@ class Workflow(Generic[InT, OutT]):
                 throw_on_error=throw_on_error,
                 event_group_id=event_group_id,
             )
-        from flowkit.runner import run_in_memory_async
-
-        return await run_in_memory_async(
-            self, input, container, transaction_id, throw_on_error, event_group_id
+        return await run_plan_async(
+            self.plan, input, container, transaction_id, throw_on_error, event_group_id
         )
 
     def with_hooks(
@@ -205,8 +223,6 @@ class Workflow(Generic[InT, OutT]):
 
     def graph(self) -> WorkflowGraph:
         """The static graph of steps, for display and for `flowkit.testing`."""
-        from flowkit.graph import build_graph
-
         return build_graph(self)
 
     def to_mermaid(self) -> str:
