@@ -9,15 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flowkit import events
+from flowkit.loop import ON_LOOP, drive_sync
 from flowkit.plan import PlanNode
 from flowkit.retry import call_with_retries, call_with_retries_async
-from flowkit.run import (
-    _COMPENSABLE,
-    _FAILED,
-    _ON_LOOP,
-    Run,
-    _drive_sync,
-)
+from flowkit.run import COMPENSABLE, Run
 from flowkit.state import (
     StepError,
     StepState,
@@ -28,9 +23,9 @@ from flowkit.step import StepContext
 
 def _needs_compensation(run: Run, node: PlanNode) -> bool:
     state = run.states[node.index]
-    if state not in _COMPENSABLE:
+    if state not in COMPENSABLE:
         return False
-    if state is _FAILED and node.fails_softly:
+    if state is StepState.FAILED and node.fails_softly:
         return False
     if node.child is not None:
         return run.children is not None and node.index in run.children
@@ -94,9 +89,9 @@ async def _compensate_step(run: Run, node: PlanNode) -> tuple[bool, StepContext 
         except Exception as exc:
             if node.retry is None:
                 raise
-            if _ON_LOOP.get():
+            if ON_LOOP.get():
                 return True, await call_with_retries_async(node.retry, exc, attempt)
-            return True, call_with_retries(node.retry, exc, lambda n: _drive_sync(attempt(n)))
+            return True, call_with_retries(node.retry, exc, lambda n: drive_sync(attempt(n)))
     except Exception as final:
         run.errors.append(StepError.from_exception(run.full_name(node), "compensate", final))
         return False, last[0]
@@ -133,11 +128,11 @@ async def compensate(run: Run) -> None:
 
 
 async def _compensate_together(run: Run, nodes: list[PlanNode]) -> None:
-    if _ON_LOOP.get():
+    if ON_LOOP.get():
         loop = asyncio.get_running_loop()
         await asyncio.gather(
             *(
-                loop.run_in_executor(None, _drive_sync, _compensate_node(run, n))
+                loop.run_in_executor(None, drive_sync, _compensate_node(run, n))
                 if _sync_compensation(n)
                 else _compensate_node(run, n)
                 for n in nodes
@@ -145,7 +140,7 @@ async def _compensate_together(run: Run, nodes: list[PlanNode]) -> None:
         )
         return
     with ThreadPoolExecutor(max_workers=len(nodes), thread_name_prefix="flowkit") as pool:
-        futures = [pool.submit(_drive_sync, _compensate_node(run, n)) for n in nodes]
+        futures = [pool.submit(drive_sync, _compensate_node(run, n)) for n in nodes]
         for future in futures:
             future.result()
 

@@ -7,20 +7,14 @@ is where a durable run checkpoints (the engine's stores implement it); `Faults` 
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Coroutine, Iterator, Sequence
-from contextvars import ContextVar
+from collections.abc import Iterator
 from typing import Any, Protocol, TypeVar
 
 from flowkit import events
 from flowkit.container import Registry, Scope
 from flowkit.events import Emitter
-from flowkit.exceptions import (
-    NotSerializable,
-    StepTimeout,
-)
-from flowkit.plan import SKIPPED, CompiledCondition, Plan, PlanNode, Stage
+from flowkit.plan import SKIPPED, CompiledCondition, Plan, PlanNode
 from flowkit.state import (
     RunResult,
     StepError,
@@ -29,7 +23,7 @@ from flowkit.state import (
     TransactionState,
     datetime_of,
 )
-from flowkit.step import StepContext, StepResponse
+from flowkit.step import StepContext
 
 T = TypeVar("T")
 
@@ -39,7 +33,7 @@ _TIMEOUT = StepState.TIMEOUT
 _WAITING = StepState.WAITING
 _SKIPPED = StepState.SKIPPED
 _INVOKING = StepState.INVOKING
-_COMPENSABLE = frozenset({_DONE, _TIMEOUT, _WAITING, _FAILED})
+COMPENSABLE = frozenset({_DONE, _TIMEOUT, _WAITING, _FAILED})
 
 # what a stage tells the driver
 OK, FAIL, PARK, STOP = 0, 1, 2, 3
@@ -295,43 +289,6 @@ class Run:
             self.emitter.emit("step_failed", level, name, self.attempts[i], error=repr(exc))
         return OK if soft else FAIL
 
-    def succeed(self, node: PlanNode, out: Any, ctx: StepContext, t0: float) -> int:
-        """Record what a step returned (done, skipped, timed out or now waiting)."""
-        if type(out) is StepResponse or isinstance(out, StepResponse):
-            if out.skipped:
-                if ctx._session is not None and self.journal is not None:
-                    self.journal.discard(ctx)
-                self.attempts[node.index] = ctx.attempt
-                return self.skip(node)
-            comp = out.compensate_input
-            out = out.output
-        else:
-            comp = out
-        t1 = time.time()
-        timeout = node.timeout
-        if timeout is not None and t1 - t0 > timeout:
-            return self.fail(node, StepTimeout(node.name, timeout), ctx, _TIMEOUT, comp)
-        if ctx._session is not None:
-            try:  # the step's own writes fail here, not inside its checkpoint
-                self.journal.flush(ctx)  # type: ignore[union-attr]
-            except Exception as exc:
-                return self.fail(node, exc, ctx)
-        i = node.index
-        self.outputs[i] = out
-        self.comp_inputs[i] = comp
-        self.states[i] = _WAITING if node.async_completion else _DONE
-        self.ended[i] = t1
-        self.attempts[i] = ctx.attempt
-        try:
-            self.checkpoint_invoke(node, ctx)
-        except NotSerializable as exc:
-            return self.fail(node, exc, ctx)
-        emitter = self.emitter
-        if emitter is not None and emitter.debug:
-            name = "step_waiting" if node.async_completion else "step_succeeded"
-            emitter.emit(name, events.DEBUG, self.full_name(node), ctx.attempt, duration=t1 - t0)
-        return PARK if node.async_completion else OK
-
     def checkpoint_invoke(
         self, node: PlanNode, ctx: StepContext | None, *, record: bool = True
     ) -> None:
@@ -355,13 +312,6 @@ class Run:
         if emitter is not None and emitter.debug:
             emitter.emit("step_started", events.DEBUG, self.full_name(node), attempt)
         return t0
-
-    def retrying(self, node: PlanNode, ctx: StepContext, attempt: int) -> None:
-        """Announce another attempt and throw away the failed attempt's session."""
-        if ctx._session is not None and self.journal is not None:
-            self.journal.discard(ctx)
-        if self.emitter is not None:
-            self.emitter.emit("step_retrying", events.WARNING, self.full_name(node), attempt)
 
     # --- results -------------------------------------------------------------------------------
 
@@ -415,34 +365,3 @@ class Run:
             child = self.children.get(node.index) if self.children else None
             if child is not None:
                 yield from child.waiting()
-
-
-# --- driving coroutines ---------------------------------------------------------------------
-
-
-def _drive_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (a plan without async parts) to its end."""
-    try:
-        coro.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    coro.close()
-    raise RuntimeError("flowkit: a workflow without async steps tried to suspend")
-
-
-# True while the driver runs as a coroutine on an event loop (run_async, or run() of a plan with
-# async parts). Threads started for parallel sync steps see the default, False: they block.
-_ON_LOOP: ContextVar[bool] = ContextVar("flowkit_on_loop", default=False)
-
-
-def _in_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def stage_nodes(stage: Stage) -> Sequence[PlanNode]:
-    """The nodes of a stage (one, or the parallel siblings)."""
-    return (stage,) if isinstance(stage, PlanNode) else stage
