@@ -43,9 +43,10 @@ from bench_durable import raw_sqlite_commit  # noqa: E402  (this script's own di
 
 import flowkit  # noqa: E402
 from flowkit import Engine  # noqa: E402
+from flowkit.memory import MemoryStore  # noqa: E402
 from flowkit.sqlalchemy import SqlStore  # noqa: E402
 from flowkit.sqlalchemy.sqlite import file_key  # noqa: E402
-from flowkit.store import MemoryStore, Store  # noqa: E402
+from flowkit.store import Store  # noqa: E402
 from flowkit.syncscope import SyncScope, sync_scope  # noqa: E402
 from payment import make_payment_module, register  # noqa: E402
 from payment.cart import CartService  # noqa: E402

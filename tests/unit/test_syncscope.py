@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowkit.store import MemoryStore
+from flowkit.memory import MemoryStore
 from flowkit.syncscope import SyncScope, deferred_sync, sync_scope
 
 
