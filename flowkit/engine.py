@@ -1,61 +1,34 @@
-"""The `Engine`: durable runs through a store, idempotency, signals, recovery and cancel."""
+"""The `Engine`: the facade over the rooms that run workflows durably.
+
+Each public method delegates to the room named for what it does: `starting` (run, enqueue),
+`continuations` (signals, recover, cancel), `worker` (work) and `reading` (get, list, result),
+all sharing one `Runtime` (store, workflows, identity, leases, driving).
+"""
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-from flowkit import continuations, events
+from flowkit import continuations, events, starting
 from flowkit.codec import Codec
-from flowkit.container import Registry, Scope
 from flowkit.continuations import RecoveryReport
-from flowkit.durable import (
-    StoreJournal,
-    position,
-)
-from flowkit.events import Subscription
-from flowkit.exceptions import (
-    DefinitionError,
-    LeaseLost,
-    SimulatedCrash,
-    TransactionConflict,
-    TransactionInProgress,
-    UnknownQueue,
-    UnknownWorkflow,
-)
-from flowkit.leases import LeaseKeeper
-from flowkit.reading import raise_any, record_of, stored_result
-from flowkit.run import Faults, Run
-from flowkit.runner import (
-    drive,
-    drive_to_end,
-    new_transaction_id,
-)
-from flowkit.state import RunRecord, RunResult, TransactionState
-from flowkit.store import (
-    ACTIVE,
-    MemoryStore,
-    NewRun,
-    Signal,
-    Store,
-    StoredRun,
-)
-from flowkit.syncscope import sync_scope
+from flowkit.exceptions import UnknownQueue
+from flowkit.memory import MemoryStore
+from flowkit.reading import list_records, load_record, load_result, raise_any
+from flowkit.run import Faults
+from flowkit.runtime import Container, Runtime
+from flowkit.state import RunRecord, RunResult, TransactionState, type_name_of
+from flowkit.store import Signal, Store
 from flowkit.worker import Queue, Worker, WorkReport, queue_map
 from flowkit.workflow import Workflow
 
 __all__ = ["Engine"]
 
 T = TypeVar("T")
-Container = Registry | Scope
-_CLAIMABLE_FOR_CANCEL = (TransactionState.DONE, TransactionState.WAITING, *ACTIVE)
 
 
 class Engine:
@@ -71,6 +44,11 @@ class Engine:
         retention: How long finished runs are kept before `purge()` deletes them.
         queues: The queues `enqueue` and `work` accept (names or `Queue`s; default:
             `"default"`).
+
+    Attributes:
+        runtime: The state the engine's rooms share (a documented internal API, for the
+            rooms and for tools built on them; applications use the methods below).
+        queues: The queues this engine serves, by name.
 
     Raises:
         DefinitionError: two workflows under one name, or (with a durable store) a step
@@ -88,25 +66,60 @@ class Engine:
         retention: timedelta = timedelta(days=7),
         queues: Iterable[Queue | str] | None = None,
     ) -> None:
-        if lease_seconds <= 0:
-            raise DefinitionError(f"lease_seconds must be > 0, not {lease_seconds!r}")
-        self.store: Store = store if store is not None else MemoryStore(durable=False)
-        self.store.check()
-        self.container = container
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
-        self.owner = f"{self.worker_id}#{secrets.token_hex(4)}"
-        self.lease_seconds = lease_seconds
-        self.retention = retention
-        self.codec = Codec()
-        self.faults: dict[str, Faults] = {}
-        self._workflows: dict[str, Workflow[Any, Any]] = {}
-        self._subscriptions: tuple[Subscription, ...] = ()
-        self._leases = LeaseKeeper(self._renew, lease_seconds / 3)
+        self.runtime = Runtime(
+            store if store is not None else MemoryStore(durable=False),
+            container=container,
+            worker_id=worker_id,
+            lease_seconds=lease_seconds,
+            retention=retention,
+        )
         self.queues = queue_map(queues)
         for wf in workflows:
             self.register(wf)
 
-    # --- registration and events ------------------------------------------------------------
+    # --- what the engine is -------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """Where this engine keeps its runs."""
+        return self.runtime.store
+
+    @property
+    def codec(self) -> Codec:
+        """How inputs and outputs are stored."""
+        return self.runtime.codec
+
+    @property
+    def container(self) -> Container | None:
+        """What runs resolve services from when they are given none."""
+        return self.runtime.container
+
+    @property
+    def worker_id(self) -> str:
+        """This engine's name in run records."""
+        return self.runtime.worker_id
+
+    @property
+    def owner(self) -> str:
+        """The owner this engine writes into the leases it takes (worker id and a nonce)."""
+        return self.runtime.owner
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a run stays owned without renewal."""
+        return self.runtime.lease_seconds
+
+    @property
+    def retention(self) -> timedelta:
+        """How long finished runs are kept before `purge()` deletes them."""
+        return self.runtime.retention
+
+    @property
+    def faults(self) -> dict[str, Faults]:
+        """Injected failures by transaction id (see `flowkit.testing`)."""
+        return self.runtime.faults
+
+    # --- registration and events ----------------------------------------------------------------
 
     def register(self, workflow: Workflow[Any, Any]) -> None:
         """Hold `workflow` under its name (registering the same object twice is a no-op).
@@ -115,22 +128,12 @@ class Engine:
             DefinitionError: another workflow holds the name, or a step lacks an explicit name
                 while the store is durable.
         """
-        held = self._workflows.get(workflow.name)
-        if held is workflow:
-            return
-        if held is not None:
-            raise DefinitionError(
-                f"engine already holds a workflow named {workflow.name!r}; a hooked variant "
-                "needs its own engine or name"
-            )
-        if self.store.durable:
-            _check_durable_names(workflow)
-        self._workflows[workflow.name] = workflow
+        self.runtime.register(workflow)
 
     @property
     def workflows(self) -> dict[str, Workflow[Any, Any]]:
         """The workflows this engine holds, by name."""
-        return dict(self._workflows)
+        return dict(self.runtime.workflows)
 
     def subscribe(
         self,
@@ -139,15 +142,9 @@ class Engine:
         transaction_id: str | None = None,
     ) -> Callable[[], None]:
         """Deliver events of matching runs to `handler`; returns a function that unsubscribes."""
-        subscription = Subscription(handler, workflow, transaction_id)
-        self._subscriptions = (*self._subscriptions, subscription)
+        return self.runtime.subscribe(handler, workflow, transaction_id)
 
-        def unsubscribe() -> None:
-            self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
-
-        return unsubscribe
-
-    # --- running ----------------------------------------------------------------------------
+    # --- running --------------------------------------------------------------------------------
 
     def run(
         self,
@@ -170,8 +167,9 @@ class Engine:
             NotSerializable: the input cannot be stored.
             StoredError: with `throw_on_error`, a stored run that was reverted or failed.
         """
-        started = self._start(workflow, input, container, transaction_id, event_group_id)
-        result = started if isinstance(started, RunResult) else self._drive(started)
+        rt = self.runtime
+        started = starting.start(rt, workflow, input, container, transaction_id, event_group_id)
+        result = started if isinstance(started, RunResult) else rt.drive(started)
         if throw_on_error:
             raise_any(result)
         return result
@@ -187,80 +185,17 @@ class Engine:
         event_group_id: str | None = None,
     ) -> RunResult[T]:
         """`run`, awaited on the running loop."""
-        started = self._start(workflow, input, container, transaction_id, event_group_id)
+        rt = self.runtime
+        started = starting.start(rt, workflow, input, container, transaction_id, event_group_id)
         if isinstance(started, RunResult):
             result = started
         else:
-            result = await self._drive_async(started)
+            result = await rt.drive_async(started)
         if throw_on_error:
             raise_any(result)
         return result
 
-    def _start(
-        self,
-        workflow: Workflow[Any, Any],
-        input: Any,
-        container: Container | None,
-        transaction_id: str | None,
-        event_group_id: str | None,
-    ) -> Run | RunResult[Any]:
-        self.register(workflow)
-        plan = workflow.plan
-        if plan.has_async_completion and not self.store.durable:
-            raise DefinitionError(
-                f"workflow {workflow.name!r} has an async_completion step: it needs an Engine "
-                "with a durable store (the process may exit while the step waits)"
-            )
-        tx = new_transaction_id(transaction_id)
-        encoded = self.codec.dumps(input, "the run's input")
-        deadline = time.time() + plan.timeout if plan.timeout is not None else None
-        new = NewRun(
-            tx,
-            workflow.name,
-            encoded,
-            self.owner,
-            self.lease_seconds,
-            deadline,
-            event_group_id=event_group_id,
-        )
-        existing = self.store.start_run(new)
-        if existing is None:
-            return self._new_run(workflow, input, tx, container, event_group_id, deadline)
-        return self._existing(existing, workflow, encoded, container)
-
-    def _new_run(
-        self,
-        workflow: Workflow[Any, Any],
-        input: Any,
-        tx: str,
-        container: Container | None,
-        event_group_id: str | None,
-        deadline: float | None,
-    ) -> Run:
-        run = self._make_run(workflow, input, tx, container, event_group_id)
-        if run.emitter is not None:
-            run.emitter.emit("run_started", events.DEBUG)
-        return run
-
-    def _existing(
-        self,
-        stored: StoredRun,
-        workflow: Workflow[Any, Any],
-        encoded: str,
-        container: Container | None,
-    ) -> Run | RunResult[Any]:
-        tx = stored.transaction_id
-        _same_run(stored, workflow, encoded)
-        status = TransactionState(stored.status)
-        if status.is_finished or status is TransactionState.WAITING:
-            return self._stored_result(tx)
-        self._held(stored)
-        claimed = self.store.claim(tx, self.owner, self.lease_seconds, (status,))
-        if claimed is None:
-            raise TransactionInProgress(tx, stored.owner)
-        return continuations.resume(self, claimed, container)
-
-    # --- queues -----------------------------------------------------------------------------
+    # --- queues ---------------------------------------------------------------------------------
 
     def enqueue(
         self,
@@ -284,17 +219,9 @@ class Engine:
             NotSerializable: the input cannot be stored.
         """
         self._queue(queue)
-        self.register(workflow)
-        tx = new_transaction_id(transaction_id)
-        encoded = self.codec.dumps(input, "the run's input")
-        new = NewRun(
-            tx, workflow.name, encoded, None, self.lease_seconds,
-            status=TransactionState.QUEUED, queue=queue, event_group_id=event_group_id,
-        )  # fmt: skip
-        existing = self.store.start_run(new)
-        if existing is not None:
-            _same_run(existing, workflow, encoded)
-        return tx
+        return starting.enqueue(
+            self.runtime, workflow, input, transaction_id, queue, event_group_id
+        )
 
     def work(
         self,
@@ -324,7 +251,7 @@ class Engine:
             UnknownQueue: the queue is not one this engine serves.
         """
         spec = self._queue(queue)
-        worker = Worker(self, spec, concurrency, stop or threading.Event(), container)
+        worker = Worker(self.runtime, spec, concurrency, stop or threading.Event(), container)
         return worker.run(idle_timeout, poll)
 
     def _queue(self, name: str) -> Queue:
@@ -333,93 +260,7 @@ class Engine:
             raise UnknownQueue(name, sorted(self.queues))
         return found
 
-    # --- resuming ---------------------------------------------------------------------------
-
-    def _held(self, stored: StoredRun) -> Workflow[Any, Any]:
-        """The workflow of a stored run (checked before claiming it).
-
-        Raises:
-            UnknownWorkflow: this engine does not hold it.
-        """
-        workflow = self._workflows.get(stored.workflow)
-        if workflow is None:
-            raise UnknownWorkflow(
-                f"run {stored.transaction_id!r} belongs to workflow {stored.workflow!r}, which "
-                f"this engine does not hold (it holds {sorted(self._workflows)})"
-            )
-        return workflow
-
-    def _fresh_run(self, stored: StoredRun, container: Container | None) -> Run:
-        """A new `Run` of a stored run (its steps not loaded yet), owned by this engine."""
-        workflow = self._held(stored)
-        run = self._make_run(
-            workflow, self.codec.loads(stored.input), stored.transaction_id, container,
-            stored.event_group_id,
-        )  # fmt: skip
-        if stored.deadline is not None:
-            run.deadline = time.monotonic() + (stored.deadline - time.time())
-        return run
-
-    def _make_run(
-        self,
-        workflow: Workflow[Any, Any],
-        input: Any,
-        tx: str,
-        container: Container | None,
-        event_group_id: str | None,
-    ) -> Run:
-        return Run(
-            workflow.plan,
-            input,
-            tx,
-            container if container is not None else self.container,
-            event_group_id=event_group_id,
-            emitter=events.emitter_for(workflow.name, tx, self._subscriptions),
-            journal=StoreJournal(self.store, self.codec, tx, self.owner),
-            faults=self.faults.get(tx),
-        )
-
-    # --- driving ----------------------------------------------------------------------------
-
-    def _drive(self, run: Run) -> RunResult[Any]:
-        self._leases.track(run.transaction_id, run)
-        try:
-            with sync_scope(self.store.sync_scope()):
-                result = drive_to_end(run)
-                while _taken(run):
-                    self._deliver_taken(run)
-                    result = drive_to_end(run)
-            return result
-        except (SimulatedCrash, LeaseLost):
-            _abandon(run)
-            raise
-        finally:
-            self._leases.untrack(run.transaction_id)
-
-    async def _drive_async(self, run: Run) -> RunResult[Any]:
-        self._leases.track(run.transaction_id, run)
-        try:
-            with sync_scope(self.store.sync_scope()):
-                result = await drive(run, on_loop=True)
-                while _taken(run):
-                    self._deliver_taken(run)
-                    result = await drive(run, on_loop=True)
-            return result
-        except (SimulatedCrash, LeaseLost):
-            _abandon(run)
-            raise
-        finally:
-            self._leases.untrack(run.transaction_id)
-
-    def _deliver_taken(self, run: Run) -> None:
-        journal = run.journal
-        assert isinstance(journal, StoreJournal)
-        signals, journal.taken = journal.taken, []
-        for signal in signals:
-            continuations.apply_signal(self, run, signal)
-        position(run)
-
-    # --- signals ----------------------------------------------------------------------------
+    # --- signals --------------------------------------------------------------------------------
 
     def set_step_success(
         self,
@@ -443,9 +284,8 @@ class Engine:
             NotSerializable: the output cannot be stored.
         """
         payload = self.codec.dumps(output, f"the output given to step {step!r}")
-        return continuations.signal(
-            self, transaction_id, Signal(step, "success", payload), container
-        )
+        signal = Signal(step, "success", payload)
+        return continuations.signal(self.runtime, transaction_id, signal, container)
 
     def set_step_failure(
         self,
@@ -460,13 +300,11 @@ class Engine:
         Args:
             error: The exception, or a message.
         """
-        type_name = _type_name(error) if isinstance(error, BaseException) else "StepFailed"
-        payload = self.codec.dumps([type_name, str(error)])
-        return continuations.signal(
-            self, transaction_id, Signal(step, "failure", payload), container
-        )
+        type_name = type_name_of(error) if isinstance(error, BaseException) else "StepFailed"
+        signal = Signal(step, "failure", self.codec.dumps([type_name, str(error)]))
+        return continuations.signal(self.runtime, transaction_id, signal, container)
 
-    # --- continuations ----------------------------------------------------------------------
+    # --- continuations --------------------------------------------------------------------------
 
     def recover(self, *, container: Container | None = None, limit: int = 100) -> RecoveryReport:
         """Finish every run whose owner's lease expired and whose workflow this engine holds.
@@ -478,7 +316,7 @@ class Engine:
         Returns:
             The results of the recovered runs (never re-raising their failures).
         """
-        return continuations.recover(self, container, limit)
+        return continuations.recover(self.runtime, container, limit)
 
     def cancel(self, transaction_id: str, *, container: Container | None = None) -> RunResult[Any]:
         """Compensate a `done` or `waiting` run; returns the reverted (or failed) result.
@@ -487,9 +325,9 @@ class Engine:
             RunNotFound: no such run.
             TransactionInProgress: a live engine is executing it.
         """
-        return continuations.cancel(self, transaction_id, container)
+        return continuations.cancel(self.runtime, transaction_id, container)
 
-    # --- reading ----------------------------------------------------------------------------
+    # --- reading --------------------------------------------------------------------------------
 
     def get(self, transaction_id: str, *, decode: bool = True) -> RunRecord | None:
         """The stored run, or None when unknown.
@@ -499,10 +337,7 @@ class Engine:
             decode: Rebuild inputs and outputs as the classes they were (which imports their
                 modules); False gives their JSON form, for tools that run outside the app.
         """
-        loaded = self.store.load(transaction_id)
-        if loaded is None:
-            return None
-        return record_of(loaded[0], loaded[1], self.codec, decode=decode)
+        return load_record(self.store, self.codec, transaction_id, decode=decode)
 
     def list(
         self,
@@ -517,13 +352,7 @@ class Engine:
 
         `decode=False` leaves inputs and outputs in their JSON form (see `get`).
         """
-        rows = self.store.list_runs(
-            None if status is None else TransactionState(status).value,
-            workflow,
-            since.timestamp() if since is not None else None,
-            limit,
-        )
-        return [record_of(row, None, self.codec, decode=decode) for row in rows]
+        return list_records(self.store, self.codec, status, workflow, since, limit, decode=decode)
 
     def purge(self, older_than: timedelta | None = None) -> int:
         """Delete finished runs last updated more than `older_than` (default: retention) ago.
@@ -538,23 +367,13 @@ class Engine:
 
     def result(self, transaction_id: str) -> RunResult[Any] | None:
         """The stored `RunResult` of a run (None when unknown); errors carry no exceptions."""
-        loaded = self.store.load(transaction_id)
-        return None if loaded is None else stored_result(loaded[0], loaded[1], self.codec)
+        return load_result(self.store, self.codec, transaction_id)
 
-    def _stored_result(self, transaction_id: str) -> RunResult[Any]:
-        loaded = self.store.load(transaction_id)
-        assert loaded is not None
-        return stored_result(loaded[0], loaded[1], self.codec)
-
-    # --- leases and lifetime ----------------------------------------------------------------
-
-    def _renew(self, transaction_ids: Sequence[str]) -> None:
-        self.store.renew(self.owner, transaction_ids, self.lease_seconds)
+    # --- lifetime -------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop renewing leases and close the store."""
-        self._leases.close()
-        self.store.close()
+        self.runtime.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -568,42 +387,4 @@ class Engine:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Engine {self.owner!r} workflows={sorted(self._workflows)}>"
-
-
-def _same_run(stored: StoredRun, workflow: Workflow[Any, Any], encoded: str) -> None:
-    """Raise `TransactionConflict` unless a stored run has this workflow and input."""
-    tx = stored.transaction_id
-    if stored.workflow != workflow.name:
-        raise TransactionConflict(tx, f"it belongs to workflow {stored.workflow!r}")
-    if stored.input != encoded:
-        raise TransactionConflict(tx, "it was started with another input")
-
-
-def _check_durable_names(workflow: Workflow[Any, Any]) -> None:
-    for node in workflow.definition.nodes:
-        step = node.step
-        if node.kind == "step" and step is not None and not step.explicit_name:
-            raise DefinitionError(
-                f"workflow {workflow.name!r}: step {step.name!r} needs an explicit name to run "
-                "durably (a qualified name changes when code moves): @step('my-step')"
-            )
-        if node.child is not None:
-            _check_durable_names(node.child)
-
-
-def _taken(run: Run) -> bool:
-    journal = run.journal
-    return isinstance(journal, StoreJournal) and bool(journal.taken)
-
-
-def _abandon(run: Run) -> None:
-    journal = run.journal
-    if isinstance(journal, StoreJournal):
-        journal.abandon()
-
-
-def _type_name(exc: BaseException) -> str:
-    from flowkit.state import type_name_of
-
-    return type_name_of(exc)
+        return f"<Engine {self.owner!r} workflows={sorted(self.runtime.workflows)}>"

@@ -1,4 +1,5 @@
-"""Runs read back from a store: `RunResult`s, `RunRecord`s, and raising for stored failures."""
+"""Runs read back from a store (the engine's queries): `RunResult`s, `RunRecord`s, and raising
+for stored failures."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from flowkit.codec import Codec
 from flowkit.exceptions import StoredError
-from flowkit.runner import first_fatal_error, raise_for
+from flowkit.outcome import first_fatal_error, raise_for
 from flowkit.state import (
     RunRecord,
     RunResult,
@@ -19,9 +20,18 @@ from flowkit.state import (
     TransactionState,
     datetime_of,
 )
-from flowkit.store import StoredRun, StoredStep
+from flowkit.store import Store, StoredRun, StoredStep
 
-__all__ = ["decode_errors", "raise_any", "record_of", "step_records", "stored_result"]
+__all__ = [
+    "decode_errors",
+    "list_records",
+    "load_record",
+    "load_result",
+    "raise_any",
+    "record_of",
+    "step_records",
+    "stored_result",
+]
 
 
 def stored_result(stored: StoredRun, steps: list[StoredStep], codec: Codec) -> RunResult[Any]:
@@ -164,3 +174,39 @@ def raise_any(result: RunResult[Any]) -> None:
 
 def _raw_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def load_record(
+    store: Store, codec: Codec, transaction_id: str, *, decode: bool
+) -> RunRecord | None:
+    """The stored run with its steps as a `RunRecord`, or None when unknown (`Engine.get`)."""
+    loaded = store.load(transaction_id)
+    if loaded is None:
+        return None
+    return record_of(loaded[0], loaded[1], codec, decode=decode)
+
+
+def list_records(
+    store: Store,
+    codec: Codec,
+    status: TransactionState | str | None,
+    workflow: str | None,
+    since: datetime | None,
+    limit: int,
+    *,
+    decode: bool,
+) -> list[RunRecord]:
+    """Stored runs, newest first, without their steps (`Engine.list`)."""
+    rows = store.list_runs(
+        None if status is None else TransactionState(status).value,
+        workflow,
+        since.timestamp() if since is not None else None,
+        limit,
+    )
+    return [record_of(row, None, codec, decode=decode) for row in rows]
+
+
+def load_result(store: Store, codec: Codec, transaction_id: str) -> RunResult[Any] | None:
+    """The stored `RunResult` of a run, or None when unknown (`Engine.result`)."""
+    loaded = store.load(transaction_id)
+    return None if loaded is None else stored_result(loaded[0], loaded[1], codec)

@@ -16,19 +16,16 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from attrs import define, field, frozen
 
 from flowkit import continuations
 from flowkit.exceptions import DefinitionError
+from flowkit.runtime import Container, Runtime
 from flowkit.state import RunResult, TransactionState
 from flowkit.store import StoredRun
-
-if TYPE_CHECKING:
-    from flowkit.container import Registry, Scope
-    from flowkit.engine import Engine
 
 __all__ = ["Queue", "WorkReport"]
 
@@ -82,15 +79,15 @@ class Worker:
 
     def __init__(
         self,
-        engine: Engine,
+        runtime: Runtime,
         queue: Queue,
         concurrency: int,
         stop: threading.Event,
-        container: Registry | Scope | None,
+        container: Container | None,
     ) -> None:
         if concurrency < 1:
             raise DefinitionError(f"concurrency must be >= 1, not {concurrency!r}")
-        self.engine = engine
+        self.runtime = runtime
         self.queue = queue
         self.concurrency = concurrency
         self.stop = stop
@@ -103,7 +100,7 @@ class Worker:
 
     def run(self, idle_timeout: float | None, poll: tuple[float, float]) -> WorkReport:
         """Claim and run until `stop` is set (or nothing happened for `idle_timeout`)."""
-        listener = self.engine.store.listen(self._notified)
+        listener = self.runtime.store.listen(self._notified)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"flowkit-{self.queue.name}")
         idle_since = time.monotonic()
         wait = poll[0]
@@ -144,12 +141,12 @@ class Worker:
         free = self._free()
         if free <= 0:
             return started
-        engine = self.engine
-        claimed = engine.store.claim_queued(
+        rt = self.runtime
+        claimed = rt.store.claim_queued(
             self.queue.name,
-            engine.owner,
-            engine.lease_seconds,
-            sorted(engine.workflows),
+            rt.owner,
+            rt.lease_seconds,
+            sorted(rt.workflows),
             free,
             self.queue.concurrency,
         )
@@ -161,16 +158,16 @@ class Worker:
     def _sweep_expired(self, pool: ThreadPoolExecutor) -> int:
         """Take over runs of dead workers, now and then (every third of a lease)."""
         now = time.monotonic()
-        if now - self._last_sweep < self.engine.lease_seconds / 3:
+        if now - self._last_sweep < self.runtime.lease_seconds / 3:
             return 0
         self._last_sweep = now
         taken = 0
-        engine = self.engine
-        for stored in engine.store.expired(limit=max(self._free(), 0)):
-            if stored.workflow not in engine.workflows:
+        rt = self.runtime
+        for stored in rt.store.expired(limit=max(self._free(), 0)):
+            if stored.workflow not in rt.workflows:
                 continue
-            claimed = engine.store.claim(
-                stored.transaction_id, engine.owner, engine.lease_seconds, (stored.status,)
+            claimed = rt.store.claim(
+                stored.transaction_id, rt.owner, rt.lease_seconds, (stored.status,)
             )
             if claimed is not None:
                 self.report.recovered += 1
@@ -185,13 +182,13 @@ class Worker:
         future.add_done_callback(self._done)
 
     def _execute(self, stored: StoredRun, fresh: bool) -> RunResult[Any]:
-        engine = self.engine
+        rt = self.runtime
         if fresh:  # claimed from the queue: it has no steps yet
-            run = continuations.start_claimed(engine, stored, self.container)
+            run = continuations.start_claimed(rt, stored, self.container)
         else:
-            run = continuations.resume(engine, stored, self.container)
+            run = continuations.resume(rt, stored, self.container)
         run.stop = self.stop
-        return engine._drive(run)
+        return rt.drive(run)
 
     def _done(self, future: Future[RunResult[Any]]) -> None:
         with self._lock:
@@ -208,8 +205,8 @@ class Worker:
             self.report.finished[status.value] = self.report.finished.get(status.value, 0) + 1
 
     def _report_not_handled(self) -> None:
-        engine = self.engine
-        elsewhere = engine.store.queued_elsewhere(self.queue.name, sorted(engine.workflows))
+        rt = self.runtime
+        elsewhere = rt.store.queued_elsewhere(self.queue.name, sorted(rt.workflows))
         self.report.not_handled = elsewhere
         for workflow, count in elsewhere.items():
             _log("runs_not_handled", queue=self.queue.name, workflow=workflow, count=count)

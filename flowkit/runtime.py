@@ -1,0 +1,241 @@
+"""What every room of the engine shares: its store, its workflows, its identity, and driving.
+
+A `Runtime` is the engine's state and the one way a run is driven through its store (leases
+renewed, crashes abandoned, signals that arrived meanwhile delivered). `flowkit.Engine` is the
+facade over it; `starting`, `continuations` and `worker` are the rooms that use it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from flowkit import events
+from flowkit.codec import Codec
+from flowkit.container import Registry, Scope
+from flowkit.events import Subscription
+from flowkit.exceptions import DefinitionError, LeaseLost, SimulatedCrash, UnknownWorkflow
+from flowkit.journal import StoreJournal
+from flowkit.leases import LeaseKeeper
+from flowkit.reading import stored_result
+from flowkit.rebuild import apply_signal, position
+from flowkit.recording import Composite
+from flowkit.run import Faults, Run
+from flowkit.runner import drive, drive_to_end
+from flowkit.state import RunResult
+from flowkit.store import Store, StoredRun
+from flowkit.syncscope import sync_scope
+from flowkit.workflow import Workflow
+
+__all__ = ["Container", "Runtime", "journal_of"]
+
+Container = Registry | Scope
+
+
+class Runtime:
+    """The state an engine's rooms share, and driving runs through its store.
+
+    Args:
+        store: Where runs are kept (checked on construction).
+        container: The registry or scope runs resolve services from by default.
+        worker_id: A name for this engine in run records (default: host and pid).
+        lease_seconds: How long a run stays owned without renewal.
+        retention: How long finished runs are kept before a purge.
+
+    Raises:
+        DefinitionError: `lease_seconds` is not positive.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        container: Container | None,
+        worker_id: str | None,
+        lease_seconds: float,
+        retention: timedelta,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise DefinitionError(f"lease_seconds must be > 0, not {lease_seconds!r}")
+        store.check()
+        self.store = store
+        self.container = container
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.owner = f"{self.worker_id}#{secrets.token_hex(4)}"
+        self.lease_seconds = lease_seconds
+        self.retention = retention
+        self.codec = Codec()
+        self.faults: dict[str, Faults] = {}
+        self.workflows: dict[str, Workflow[Any, Any]] = {}
+        self.subscriptions: tuple[Subscription, ...] = ()
+        self.leases = LeaseKeeper(self.renew, lease_seconds / 3)
+
+    # --- workflows and events -----------------------------------------------------------------
+
+    def register(self, workflow: Workflow[Any, Any]) -> None:
+        """Hold `workflow` under its name (see `Engine.register`)."""
+        held = self.workflows.get(workflow.name)
+        if held is workflow:
+            return
+        if held is not None:
+            raise DefinitionError(
+                f"engine already holds a workflow named {workflow.name!r}; a hooked variant "
+                "needs its own engine or name"
+            )
+        if self.store.durable:
+            _check_durable_names(workflow)
+        self.workflows[workflow.name] = workflow
+
+    def held(self, stored: StoredRun) -> Workflow[Any, Any]:
+        """The workflow of a stored run (checked before claiming it).
+
+        Raises:
+            UnknownWorkflow: this engine does not hold it.
+        """
+        workflow = self.workflows.get(stored.workflow)
+        if workflow is None:
+            raise UnknownWorkflow(
+                f"run {stored.transaction_id!r} belongs to workflow {stored.workflow!r}, which "
+                f"this engine does not hold (it holds {sorted(self.workflows)})"
+            )
+        return workflow
+
+    def subscribe(
+        self, handler: Callable[[events.Event], None], workflow: str | None, tx: str | None
+    ) -> Callable[[], None]:
+        """Deliver events of matching runs to `handler`; returns a function that unsubscribes."""
+        subscription = Subscription(handler, workflow, tx)
+        self.subscriptions = (*self.subscriptions, subscription)
+
+        def unsubscribe() -> None:
+            self.subscriptions = tuple(s for s in self.subscriptions if s is not subscription)
+
+        return unsubscribe
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def make_run(
+        self,
+        workflow: Workflow[Any, Any],
+        input: Any,
+        tx: str,
+        container: Container | None,
+        event_group_id: str | None,
+    ) -> Run:
+        """A new `Run` of `workflow` journalled to the store under this engine's ownership."""
+        return Run(
+            workflow.plan,
+            input,
+            tx,
+            container if container is not None else self.container,
+            event_group_id=event_group_id,
+            emitter=events.emitter_for(workflow.name, tx, self.subscriptions),
+            journal=StoreJournal(self.store, self.codec, tx, self.owner),
+            faults=self.faults.get(tx),
+        )
+
+    def fresh_run(self, stored: StoredRun, container: Container | None) -> Run:
+        """A new `Run` of a stored run (its steps not loaded yet), owned by this engine."""
+        workflow = self.held(stored)
+        run = self.make_run(
+            workflow, self.codec.loads(stored.input), stored.transaction_id, container,
+            stored.event_group_id,
+        )  # fmt: skip
+        if stored.deadline is not None:
+            run.deadline = time.monotonic() + (stored.deadline - time.time())
+        return run
+
+    def stored_result(self, transaction_id: str) -> RunResult[Any]:
+        """The stored `RunResult` of a run known to exist."""
+        loaded = self.store.load(transaction_id)
+        assert loaded is not None
+        return stored_result(loaded[0], loaded[1], self.codec)
+
+    # --- driving --------------------------------------------------------------------------------
+
+    def drive(self, run: Run) -> RunResult[Any]:
+        """Drive an owned run to its end (or to a wait), renewing its lease meanwhile."""
+        self.leases.track(run.transaction_id, run)
+        try:
+            with sync_scope(self.store.sync_scope()):
+                result = drive_to_end(run)
+                while _taken(run):
+                    self._deliver_taken(run)
+                    result = drive_to_end(run)
+            return result
+        except (SimulatedCrash, LeaseLost):
+            _abandon(run)
+            raise
+        finally:
+            self.leases.untrack(run.transaction_id)
+
+    async def drive_async(self, run: Run) -> RunResult[Any]:
+        """`drive`, awaited on the running loop."""
+        self.leases.track(run.transaction_id, run)
+        try:
+            with sync_scope(self.store.sync_scope()):
+                result = await drive(run, on_loop=True)
+                while _taken(run):
+                    self._deliver_taken(run)
+                    result = await drive(run, on_loop=True)
+            return result
+        except (SimulatedCrash, LeaseLost):
+            _abandon(run)
+            raise
+        finally:
+            self.leases.untrack(run.transaction_id)
+
+    def _deliver_taken(self, run: Run) -> None:
+        """Signals that arrived before their steps waited, taken when the run parked."""
+        journal = run.journal
+        assert isinstance(journal, StoreJournal)
+        signals, journal.taken = journal.taken, []
+        for signal in signals:
+            apply_signal(run, signal, self.codec)
+        position(run)
+
+    # --- leases and lifetime --------------------------------------------------------------------
+
+    def renew(self, transaction_ids: Sequence[str]) -> None:
+        """Extend this engine's leases on the runs it executes."""
+        self.store.renew(self.owner, transaction_ids, self.lease_seconds)
+
+    def close(self) -> None:
+        """Stop renewing leases and close the store."""
+        self.leases.close()
+        self.store.close()
+
+
+def journal_of(run: Run) -> StoreJournal:
+    """The store journal of a run this engine made."""
+    journal = run.journal
+    assert isinstance(journal, StoreJournal)
+    return journal
+
+
+def _check_durable_names(workflow: Composite) -> None:
+    for node in workflow.definition.nodes:
+        step = node.step
+        if node.kind == "step" and step is not None and not step.explicit_name:
+            raise DefinitionError(
+                f"workflow {workflow.name!r}: step {step.name!r} needs an explicit name to run "
+                "durably (a qualified name changes when code moves): @step('my-step')"
+            )
+        if node.child is not None:
+            _check_durable_names(node.child)
+
+
+def _taken(run: Run) -> bool:
+    journal = run.journal
+    return isinstance(journal, StoreJournal) and bool(journal.taken)
+
+
+def _abandon(run: Run) -> None:
+    journal = run.journal
+    if isinstance(journal, StoreJournal):
+        journal.abandon()
