@@ -13,6 +13,7 @@ import click
 from flowkit.cli._options import BadValue
 from flowkit.engine import Engine
 from flowkit.exceptions import FlowkitError, StoreError
+from flowkit.sqlalchemy import SqlStore
 from flowkit.workflow import Workflow
 
 __all__ = ["load_object", "load_workflow", "open_app_engine", "open_read_engine"]
@@ -94,8 +95,6 @@ def open_read_engine(url: str) -> Iterator[Engine]:
         StoreError: the URL is unusable, the SQLite file does not exist, or the database
             has no flowkit schema (`SchemaMismatch`).
     """
-    from flowkit.sqlalchemy import SqlStore
-
     _check_sqlite_file(url)
     store = SqlStore(url)
     try:

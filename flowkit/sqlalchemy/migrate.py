@@ -1,12 +1,18 @@
-"""Running the Alembic migrations shipped inside the package."""
+"""Running the Alembic migrations shipped inside the package.
+
+Alembic is imported when a migration runs, not when a store is opened: most processes only
+check the schema revision.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -15,6 +21,8 @@ __all__ = ["MIGRATIONS", "alembic_config", "upgrade"]
 
 def alembic_config() -> Config:
     """An Alembic configuration pointing at flowkit's migrations (no alembic.ini needed)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
@@ -22,6 +30,8 @@ def alembic_config() -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database behind `engine` to `revision` (default: the newest)."""
+    from alembic import command
+
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection

@@ -32,7 +32,7 @@ from sqlalchemy.sql import ColumnElement
 
 from flowkit.sqlalchemy.notify import CHANNEL
 from flowkit.sqlalchemy.tables import runs, steps
-from flowkit.store import Checkpoint, NewRun, RunUpdate, StoredStep
+from flowkit.store import Checkpoint, NewRun, RunUpdate, StoredRun, StoredStep
 
 STEP_COLUMNS = (
     "transaction_id", "step", "action", "status", "attempt", "output", "compensate_input",
@@ -189,4 +189,25 @@ def _start_insert(now: ColumnElement[Any], is_sqlite: bool) -> Any:
             event_group_id=bindparam("event_group_id", type_=String),
         )
         .on_conflict_do_nothing(index_elements=["transaction_id"])
+    )
+
+
+def run_from_row(row: Any) -> StoredRun:
+    """A `runs` row as a `StoredRun`."""
+    return StoredRun(
+        transaction_id=row.transaction_id,
+        workflow=row.workflow,
+        status=row.status,
+        input=row.input,
+        output=row.output,
+        errors=row.errors,
+        owner=row.owner,
+        lease_expires_at=row.lease_expires_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        deadline=row.deadline,
+        recoveries=row.recoveries,
+        recovery_step=row.recovery_step,
+        queue=row.queue,
+        event_group_id=row.event_group_id,
     )

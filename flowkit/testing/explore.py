@@ -14,8 +14,8 @@ from hypothesis.control import currently_in_test_context
 from flowkit.container import Registry, Scope
 from flowkit.engine import Engine
 from flowkit.exceptions import FlowkitError, InjectedFailure, SimulatedCrash
+from flowkit.memory import MemoryStore
 from flowkit.state import RunResult
-from flowkit.store import MemoryStore
 from flowkit.testing.faults import FailurePlan, PlanFaults
 from flowkit.testing.strategies import failure_plans
 from flowkit.workflow import Workflow

@@ -9,7 +9,8 @@ import pytest
 
 from flowkit.container import Registry
 from flowkit.engine import Engine
-from flowkit.store import MemoryStore
+from flowkit.memory import MemoryStore
+from flowkit.sqlalchemy import SqlStore
 
 
 @pytest.fixture
@@ -33,8 +34,6 @@ def flowkit_engine(
     if request.param == "memory":
         store = MemoryStore()
     else:
-        from flowkit.sqlalchemy import SqlStore
-
         sql = SqlStore(f"sqlite:///{tmp_path / 'flowkit.db'}")
         sql.create_all()
         store = sql  # type: ignore[assignment]
