@@ -1,6 +1,28 @@
 """flowkit: saga/step workflows with exact compensation, retries and durable checkpoints.
 
-The public surface is re-exported here; the modules behind it are private.
+The public surface is re-exported here. Behind it the package is built in floors, each module
+importing only from floors below its own (checked by the import-linter contract in
+`pyproject.toml`), top first:
+
+- tools: `cli` (the `flowkit` command) and `testing` (rollback exploration, fault plans);
+- the engine: `engine` (the `Engine` facade) over its rooms `worker` (queues), `starting` (new
+  and known transaction ids), `continuations` (signals, recovery, cancel), all sharing a
+  `runtime` (store, workflows, identity, leases, driving a run through its store);
+- the user's workflow object: `workflow` (`Workflow.run()` drives its plan in memory; a
+  durable run goes through an engine handed in);
+- durability: `rebuild` (runs rebuilt from their step log, signals applied) and `journal`
+  (each checkpoint out to a `Store`, fenced on the lease);
+- execution, one run in memory: `runner` (stages, nested workflows, the outcome), `invoke`
+  (one step: retries, timeouts), `compensation` (undo in reverse), `run` (a run's state),
+  `leases` (keeping them alive);
+- definition: `plan` and `graph` (compiled from the recording), `recording` (the builder and
+  the DSL: `transform`, `when`, `parallelize`, `create_hook`), `step`, `refs` (`Ref`), `retry`;
+- foundation: `sqlalchemy` and `memory` (stores), `reading` (runs read back), `store` (the
+  protocol and its records), `codec`, `container`, `events`, `outcome`, `state`,
+  `exceptions`, `syncscope`, `emitting`, `loop`.
+
+Names without a leading underscore in those modules are the package's internal API; the names
+re-exported here are the public one.
 """
 
 from flowkit.container import Registry, Scope
@@ -32,11 +54,12 @@ from flowkit.exceptions import (
     UnknownWorkflow,
     WorkflowTimeout,
 )
-from flowkit.refs import Ref, create_hook, parallelize, transform, when
+from flowkit.memory import MemoryStore
+from flowkit.recording import create_hook, parallelize, transform, when
+from flowkit.refs import Ref
 from flowkit.retry import RetryPolicy
 from flowkit.state import RunRecord, RunResult, StepError, StepRecord, StepState, TransactionState
 from flowkit.step import Step, StepContext, StepResponse, step
-from flowkit.store import MemoryStore
 from flowkit.worker import Queue, WorkReport
 from flowkit.workflow import Workflow, WorkflowResponse, workflow
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from attrs import frozen
 
-from flowkit.exceptions import DefinitionError, ServiceNotFound, _key_name
+from flowkit.exceptions import DefinitionError, ServiceNotFound, key_name
 
 __all__ = ["Lifetime", "Registry", "Scope"]
 
@@ -77,10 +77,10 @@ class Registry:
         _check_key(key)
         if lifetime not in _LIFETIMES:
             raise DefinitionError(
-                f"unknown lifetime {lifetime!r} for {_key_name(key)}; use one of {_LIFETIMES}"
+                f"unknown lifetime {lifetime!r} for {key_name(key)}; use one of {_LIFETIMES}"
             )
         if not callable(factory):
-            raise DefinitionError(f"factory for {_key_name(key)} is not callable: {factory!r}")
+            raise DefinitionError(f"factory for {key_name(key)} is not callable: {factory!r}")
         takes_scope = _takes_scope(key, factory)
         self._values.pop(key, None)
         self._registrations[key] = _Registration(
@@ -104,7 +104,7 @@ class Registry:
 
     def registered_keys(self) -> list[str]:
         """Names of every registered key, sorted (for error messages and debugging)."""
-        return sorted({_key_name(k) for k in (*self._registrations, *self._values)})
+        return sorted({key_name(k) for k in (*self._registrations, *self._values)})
 
     def close(self) -> None:
         """Run the cleanups of every singleton built so far, in reverse order of creation."""
@@ -242,7 +242,7 @@ class Scope:
         names = set(self.registry.registered_keys())
         scope: Scope | None = self
         while scope is not None:
-            names.update(_key_name(k) for k in scope._local_values or ())
+            names.update(key_name(k) for k in scope._local_values or ())
             scope = scope.parent
         return sorted(names)
 
@@ -279,7 +279,7 @@ def _takes_scope(key: object, factory: Callable[..., Any]) -> bool:
     ]
     if len(required) > 1:
         raise DefinitionError(
-            f"factory for {_key_name(key)} takes {len(required)} parameters; "
+            f"factory for {key_name(key)} takes {len(required)} parameters; "
             "a factory takes nothing or the resolving scope"
         )
     return len(required) == 1

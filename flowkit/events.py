@@ -13,7 +13,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from flowkit import _log
+from flowkit import emitting
 
 __all__ = ["Event", "EventHandler"]
 
@@ -104,7 +104,7 @@ class Emitter:
             return
         logger = self._logger
         if logger is None:
-            logger = self._logger = _log.logger()
+            logger = self._logger = emitting.logger()
         fields = {k: v for k, v in data.items() if v is not None}
         if step is not None:
             fields["step"] = step
@@ -123,7 +123,7 @@ def emitter_for(
 ) -> Emitter | None:
     """The emitter of a new run, or None when neither subscribers nor structlog listen."""
     handlers = [s.handler for s in subscriptions if s.wants(workflow, transaction_id)]
-    level = _log.enabled_level()
+    level = emitting.enabled_level()
     if not handlers and level is None:
         return None
     return Emitter(workflow, transaction_id, handlers, _NOTHING if level is None else level)

@@ -80,7 +80,7 @@ class ServiceNotFound(FlowkitError, LookupError):
         self.key = key
         self.registered = tuple(registered)
         known = ", ".join(self.registered) or "nothing"
-        super().__init__(f"no service registered for {_key_name(key)}; registered: {known}")
+        super().__init__(f"no service registered for {key_name(key)}; registered: {known}")
 
 
 class PermanentFailure(FlowkitError):
@@ -321,5 +321,6 @@ class SimulatedCrash(BaseException):
     """
 
 
-def _key_name(key: Any) -> str:
+def key_name(key: Any) -> str:
+    """How a service key is named in messages (a class by its qualified name)."""
     return getattr(key, "__qualname__", None) or repr(key)

@@ -1,4 +1,4 @@
-"""The library's side of structlog: never configures it, emits only when the app did."""
+"""Emitting to structlog on the library's side: never configures it, emits only when the app did."""
 
 from __future__ import annotations
 
