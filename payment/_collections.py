@@ -7,7 +7,7 @@ from typing import Any
 
 from attrs import frozen
 
-from payment._core import ModuleCore, check_key
+from payment._core import ModuleCore, check_key, enum_filter
 from payment.domain import CollectionStatus, PaymentCollection
 from payment.exceptions import CartNotEligible, InvalidData, NotFound
 from payment.money import AmountInput
@@ -100,6 +100,8 @@ class CollectionMethods(ModuleCore):
             InvalidCurrency, InvalidAmount, InvalidData: a malformed item (nothing is created).
             CartNotEligible: a cart already has a live collection made with another key.
         """
+        if isinstance(data, (str, bytes, Mapping)) or not isinstance(data, Sequence):
+            raise InvalidData("data", "expected a list of NewPaymentCollection or mappings")
         drafts = [self._draft(_as_new(item)) for item in data]
         try:  # new keys and carts are the rule: insert, and let the unique keys catch the rest
             with self._store.write() as repo:
@@ -208,7 +210,7 @@ class CollectionMethods(ModuleCore):
             limit: At most this many.
             offset: Skip this many first.
         """
-        wanted = None if status is None else CollectionStatus(status)
+        wanted = enum_filter(CollectionStatus, status)
         with self._store.read() as repo:
             return repo.list_collections(
                 ids=ids, status=wanted, cart_id=cart_id, limit=limit, offset=offset

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
+from enum import Enum
 from typing import Any, TypeVar
 
 from payment.domain import Payment, PaymentCollection, PaymentSession
@@ -50,6 +51,24 @@ def check_key(value: str | None, field: str = "idempotency_key") -> str | None:
     if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
         raise InvalidData(field, f"must be a non-empty string of at most {MAX_KEY_LENGTH} chars")
     return value
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def enum_filter(kind: type[E], value: E | str | None, field: str = "status") -> E | None:
+    """A list filter's enum value (None: no filter).
+
+    Raises:
+        InvalidData: a value that is not one of `kind`'s, naming the allowed ones.
+    """
+    if value is None or isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except (ValueError, TypeError):
+        allowed = [member.value for member in kind]
+        raise InvalidData(field, f"expected one of {allowed}") from None
 
 
 def _providers_by_id(providers: Iterable[PaymentProvider]) -> dict[str, PaymentProvider]:

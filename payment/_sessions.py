@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from payment._core import ModuleCore, check_key
+from payment._core import ModuleCore, check_key, enum_filter
 from payment.domain import (
     Payment,
     PaymentCollection,
@@ -206,7 +206,7 @@ class SessionMethods(ModuleCore):
         status: SessionStatus | str | None = None,
     ) -> list[PaymentSession]:
         """Sessions matching every given filter, oldest first."""
-        wanted = None if status is None else SessionStatus(status)
+        wanted = enum_filter(SessionStatus, status)
         with self._store.read() as repo:
             return repo.list_sessions(
                 ids=ids, collection_id=collection_id, provider_id=provider_id, status=wanted

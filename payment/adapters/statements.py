@@ -30,6 +30,7 @@ from payment.domain import (
     Refund,
     RefundReason,
 )
+from payment.exceptions import InvalidData
 
 __all__ = ["Filters", "Statements"]
 
@@ -151,39 +152,85 @@ class Statements:
         Returns:
             The compiled query and its parameter values, in order.
         """
+        paging = self._paging(limit, offset)
         values: list[Any] = []
-        shape: list[Any] = [kind, limit is not None, offset > 0]
+        shape: list[Any] = [kind, paging is not None]
         for column, value in filters:
             if isinstance(value, Sequence) and not isinstance(value, str):
-                values.extend(value)
-                shape.append((column.key, len(value)))
+                items = [_filter_value(column, item) for item in value]
+                values.extend(items)
+                shape.append((column.key, len(items)))
             elif value is not None:
-                values.append(value)
+                values.append(_filter_value(column, value))
                 shape.append((column.key, None))
-        values += [v for v in (limit, offset or None) if v is not None]
+        if any(length == 0 for _, length in shape[2:]):  # an empty id list matches nothing
+            shape, values = [kind, "nothing"], []
+        elif paging is not None:
+            values.extend(paging)
         key = tuple(shape)
         found = self._shapes.get(key)
         if found is None:
             found = self._compile_shape(key, self.bases[kind], filters, len(values))
         return found, values
 
+    def _paging(self, limit: Any, offset: Any) -> tuple[Any, int] | None:
+        """The (limit, offset) values of a paged query, or None when it is not paged.
+
+        The cache key and the values come from this one answer, so no argument can make
+        them disagree. Both are bound whenever either is given (SQLite's compiler otherwise
+        adds a literal of its own); "no limit" is -1 on SQLite and NULL on PostgreSQL.
+
+        Raises:
+            InvalidData: a limit or offset that is not an int from 0 to 2**63 - 1.
+        """
+        if limit is None and type(offset) is int and offset == 0:
+            return None
+        if limit is not None:
+            _check_count("limit", limit)
+        _check_count("offset", offset)
+        if limit is None:
+            limit = -1 if self.dialect.name == "sqlite" else None
+        return limit, offset
+
     def _compile_shape(
         self, key: tuple[Any, ...], base: sa.Select[Any], filters: Filters, count: int
     ) -> Sql:
         names = iter([f"p{i}" for i in range(count)])
         query = base
+        if key[1] == "nothing":
+            query = query.where(sa.false())
+            filters = []
         for column, value in filters:
             if isinstance(value, Sequence) and not isinstance(value, str):
                 query = query.where(column.in_([bind(next(names)) for _ in value]))
             elif value is not None:
                 query = query.where(column == bind(next(names)))
-        if key[1]:
-            query = query.limit(bind(next(names)))
-        if key[2]:
-            query = query.offset(bind(next(names)))
+        if key[1] is True:
+            query = query.limit(bind(next(names))).offset(bind(next(names)))
         compiled = Sql(query, self.dialect, [f"p{i}" for i in range(count)])
         with self._shapes_lock:
             if len(self._shapes) >= _MAX_SHAPES:
                 self._shapes.clear()
             self._shapes[key] = compiled
         return compiled
+
+
+_MAX_COUNT = 2**63 - 1
+
+
+def _check_count(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_COUNT:
+        raise InvalidData(name, "expected an int from 0 to 2**63 - 1")
+
+
+def _filter_value(column: Any, value: Any) -> str:
+    """A filter value as the columns hold them: a string, without NUL characters.
+
+    Raises:
+        InvalidData: another type (the column's name is the field), or a NUL character.
+    """
+    if not isinstance(value, str):
+        raise InvalidData(column.key, f"expected a string, not {type(value).__name__}")
+    if "\x00" in value:
+        raise InvalidData(column.key, "contains a NUL character")
+    return value
