@@ -232,9 +232,14 @@ class PaymentModule(CollectionMethods, SessionMethods, PaymentMethods):
 
         Raises:
             ProviderNotFound: not registered.
+            InvalidData: headers that are not a mapping, or a body that is neither bytes nor text.
             WebhookSignatureError: missing, malformed, wrong or stale signature.
         """
         provider = self._registered(provider_id)
+        if not isinstance(headers, Mapping):
+            raise InvalidData("headers", "expected a mapping of header names to values")
+        if not isinstance(raw_body, (str, bytes, bytearray, memoryview)):
+            raise InvalidData("raw_body", "expected the body as bytes or text")
         body = raw_body.encode() if isinstance(raw_body, str) else bytes(raw_body)
         webhook = Webhook(body, headers)
         return self._call(provider_id, provider.get_webhook_action_and_data, webhook)
