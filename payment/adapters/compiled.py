@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 from payment.adapters.rows import RecordCodec
+from payment.exceptions import InvalidData
 
 __all__ = ["Sql", "TableSql", "bind"]
 
@@ -71,10 +72,18 @@ class TableSql:
         self.insert = Sql(table.insert().values({c: bind(c) for c in columns}), dialect, columns)
         self.delete = Sql(table.delete().where(table.c.id == bind("row_id")), dialect, ["row_id"])
         self._updates: dict[tuple[int, ...], Sql] = {}
+        self._strings = string_limits(table, columns)
 
     def insert_args(self, record: Any) -> Any:
-        """The INSERT parameters of a record."""
-        return self.insert.args(self.codec.encode(record))
+        """The INSERT parameters of a record (its strings checked against the columns first).
+
+        Raises:
+            InvalidData: a string longer than its column, or holding a NUL character.
+        """
+        values = self.codec.encode(record)
+        for index, name, length in self._strings:
+            check_string(name, values[index], length)
+        return self.insert.args(values)
 
     def update(self, old: Any, new: Any) -> tuple[Sql, Any] | None:
         """The UPDATE of the columns that differ between two versions of a row, if any.
@@ -90,7 +99,11 @@ class TableSql:
             return None
         statement = self._updates.get(changed) or self._compile_update(changed)
         encode = self.codec.encode_at
-        return statement, statement.args((*(encode(i, after[i]) for i in changed), after[0]))
+        values = [encode(i, after[i]) for i in changed]
+        for index, name, length in self._strings:
+            if index in changed:
+                check_string(name, values[changed.index(index)], length)
+        return statement, statement.args((*values, after[0]))
 
     def _compile_update(self, changed: tuple[int, ...]) -> Sql:
         table, names = self.codec.table, [self.codec.columns[i] for i in changed]
@@ -105,3 +118,27 @@ class TableSql:
         """``SELECT`` of the record's columns in field order, then `extra` ones."""
         table = self.codec.table
         return sa.select(*(table.c[name] for name in self.codec.columns), *extra)
+
+
+def string_limits(table: sa.Table, columns: Sequence[str]) -> list[tuple[int, str, int | None]]:
+    """(index, name, length) of the string columns among `columns`, from the table definition."""
+    found = []
+    for i, name in enumerate(columns):
+        kind = table.c[name].type
+        if isinstance(kind, sa.String):
+            found.append((i, name, kind.length))
+    return found
+
+
+def check_string(name: str, value: Any, length: int | None) -> None:
+    """Refuse what the database would: a string over its column's length, or with a NUL.
+
+    Raises:
+        InvalidData: naming the column.
+    """
+    if not isinstance(value, str):
+        return
+    if length is not None and len(value) > length:
+        raise InvalidData(name, f"longer than {length} characters")
+    if "\x00" in value:
+        raise InvalidData(name, "contains a NUL character")

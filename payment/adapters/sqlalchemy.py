@@ -39,6 +39,7 @@ from payment.domain import (
     RefundReason,
     SessionStatus,
 )
+from payment.exceptions import InvalidData
 from payment.repository import DuplicateKey
 
 __all__ = ["SqlPaymentRepository", "SqlPaymentStore"]
@@ -109,13 +110,18 @@ class SqlPaymentRepository:
         return cursor
 
     def _all(self, statement: Sql, *values: Any) -> Sequence[Sequence[Any]]:
+        for value in values:  # ids, keys and names: strings the database can compare
+            if not isinstance(value, (str, bool)):
+                raise InvalidData("id", f"expected a string, not {type(value).__name__}")
+            if isinstance(value, str) and "\x00" in value:
+                raise InvalidData("id", "contains a NUL character")
         return self._send(statement, *values).fetchall()
 
     def _shaped(
         self, kind: str, filters: Filters, limit: int | None = None, offset: int = 0
     ) -> Sequence[Sequence[Any]]:
         statement, values = self._sql.shaped(kind, filters, limit=limit, offset=offset)
-        return self._all(statement, *values)
+        return self._send(statement, *values).fetchall()  # shaped() checked the values
 
     # --- aggregates ---------------------------------------------------------------------------
 

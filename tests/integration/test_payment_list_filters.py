@@ -125,3 +125,28 @@ def test_webhook_arguments_of_the_wrong_type_are_invalid_data(
     """Headers that are not a mapping, or a body that is not bytes or text: InvalidData."""
     with pytest.raises(InvalidData):
         module.get_webhook_action_and_data("pp_system_default", body, headers)
+
+
+def test_strings_longer_than_their_column_are_invalid_data(module: PaymentModule) -> None:
+    """An over-long email or refund reason label is InvalidData on both backends; none is kept."""
+    with pytest.raises(InvalidData) as caught:
+        module.create_account_holder("pp_system_default", "cus_1", "e" * 400)
+    assert caught.value.field == "email"
+    with pytest.raises(InvalidData) as caught:
+        module.create_refund_reasons([{"code": "x", "label": "l" * 300}])
+    assert caught.value.field == "label"
+    assert module.list_refund_reasons() == []
+
+
+@pytest.mark.parametrize("bad", ["pay_col_\x00", 5, ["pay_col_1"], Decimal(1)])
+def test_ids_of_the_wrong_kind_are_invalid_data(module: PaymentModule, bad: Any) -> None:
+    """retrieve_* with an id holding a NUL, or not a string, is InvalidData on both backends."""
+    with pytest.raises(InvalidData):
+        module.retrieve_payment_collection(bad)
+
+
+def test_a_nul_in_a_stored_string_is_invalid_data(module: PaymentModule) -> None:
+    """A NUL in a string column (a cart id) is InvalidData on both backends, nothing written."""
+    with pytest.raises(InvalidData):
+        module.create_payment_collection("usd", Decimal(5), cart_id="a\x00b")
+    assert len(module.list_payment_collections()) == 5
