@@ -110,6 +110,9 @@ def _parse(value: object) -> Decimal:
         raise InvalidAmount(
             f"Amount must be a Decimal, an int or a numeric string, not {type(value).__name__}"
         )
+    if isinstance(value, str) and not value.isascii():
+        # Decimal() reads any script's digits (Arabic-Indic ten is 10): amounts are ASCII
+        raise InvalidAmount(f"Amount must be written in ASCII digits ({len(value)} characters)")
     try:
         amount = Decimal(value)
     except (InvalidOperation, ValueError):

@@ -101,3 +101,10 @@ def test_errors_do_not_echo_what_was_passed() -> None:
         money.normalize_currency(card)
     assert "4242" not in str(amount_error.value)
     assert "4242" not in str(currency_error.value) + currency_error.value.currency_code
+
+
+@pytest.mark.parametrize("text", ["\u0661\u0660", "10\u0660", "\uff11\uff10", "\u0969"])
+def test_amounts_in_other_scripts_digits_are_refused(text: str) -> None:
+    """Decimal reads Arabic-Indic or full-width digits; an amount accepts ASCII digits only."""
+    with pytest.raises(InvalidAmount):
+        money.to_amount(text, "usd")
