@@ -22,6 +22,7 @@ from payment.domain import (
     thaw_json,
 )
 from payment.exceptions import (
+    InvalidData,
     NotFound,
     PaymentActionRequired,
     PaymentError,
@@ -217,7 +218,9 @@ class SessionMethods(ModuleCore):
     ) -> Payment | None:
         """Authorize a session at its provider and record the outcome.
 
-        Idempotent: a session that has a payment returns it without calling the provider. The
+        Idempotent: a session that has a payment returns it without calling the provider.
+        Concurrent callers of one session in this process take turns: the second one finds
+        the first one's payment and never reaches the provider. The
         provider's answer is saved as the session's status first. The call's idempotency key
         is ``{session_id}:authorize:{n}``, n counting the attempts that got an answer: a retry
         after no answer reuses the key; a new attempt (after ``requires_more``) gets a new one.
@@ -237,6 +240,12 @@ class SessionMethods(ModuleCore):
             PaymentNotAuthorized: declined (``error``), ``pending`` or ``canceled``.
             ProviderError: no usable answer (nothing is recorded; retry with the same key).
         """
+        if not isinstance(session_id, str):
+            raise InvalidData("session_id", f"expected a string, not {type(session_id).__name__}")
+        with self._session_lock(session_id):  # concurrent callers: one provider call
+            return self._authorize(session_id, context)
+
+    def _authorize(self, session_id: str, context: Mapping[str, Any] | None) -> Payment | None:
         with self._store.read() as repo:
             collection = self._collection_of(repo, session_id=session_id)
             existing = collection.authorized_payment(session_id)

@@ -250,3 +250,37 @@ def test_delete_refuses_live_money(module: PaymentModule) -> None:
     with pytest.raises(PaymentAlreadyCaptured):
         module.delete_payment_collections(payment.payment_collection_id)
     assert module.retrieve_payment_collection(payment.payment_collection_id).payments
+
+
+def test_concurrent_authorizations_of_one_session_call_the_provider_once(
+    module: PaymentModule,
+) -> None:
+    """Four callers authorizing one session at once: one provider call, one payment for all."""
+    collection = module.create_payment_collection("usd", "40")
+    session = module.create_payment_session(collection.id, "pp_test", "usd", "40")
+    barrier = threading.Barrier(4)
+    results: list[object] = []
+
+    def authorize() -> None:
+        barrier.wait()
+        results.append(module.authorize_payment_session(session.id))
+
+    threads = [threading.Thread(target=authorize) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(get_test_provider(module).calls_to("authorize_payment")) == 1
+    ids = {getattr(payment, "id", None) for payment in results}
+    assert len(results) == 4
+    assert len(ids) == 1
+    assert None not in ids
+    assert len(module.list_payments(session_id=session.id)) == 1
+
+
+def test_authorize_with_a_session_id_that_is_not_a_string_is_invalid_data(
+    module: PaymentModule,
+) -> None:
+    """authorize_payment_session(['x']) is InvalidData, not a TypeError from hashing."""
+    with pytest.raises(InvalidData):
+        module.authorize_payment_session(["x"])  # type: ignore[arg-type]
