@@ -7,7 +7,7 @@ from typing import Any
 
 from attrs import frozen
 
-from payment._core import ModuleCore, check_key, enum_filter
+from payment._core import ModuleCore, check_key, enum_filter, id_list
 from payment.domain import CollectionStatus, PaymentCollection
 from payment.exceptions import CartNotEligible, InvalidData, NotFound
 from payment.money import AmountInput
@@ -48,7 +48,7 @@ def _as_new(item: NewPaymentCollection | Mapping[str, Any]) -> NewPaymentCollect
 
 def _ids(collection_ids: str | Sequence[str]) -> list[str]:
     """One id or several, deduplicated and sorted (locks are always taken in id order)."""
-    return sorted({collection_ids} if isinstance(collection_ids, str) else set(collection_ids))
+    return id_list(collection_ids, "collection_ids")
 
 
 def _cart_taken(cart_id: str) -> CartNotEligible:

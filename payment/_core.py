@@ -73,6 +73,29 @@ def enum_filter(kind: type[E], value: E | str | None, field: str = "status") -> 
         raise InvalidData(field, f"expected one of {allowed}") from None
 
 
+def list_arg(value: Any, field: str) -> list[Any]:
+    """A list argument's items (a list or a tuple; not a string or a mapping).
+
+    Raises:
+        InvalidData: anything else.
+    """
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise InvalidData(field, f"expected a list, not {type(value).__name__}")
+
+
+def id_list(value: Any, field: str) -> list[str]:
+    """One id or a list of ids, deduplicated and sorted (locks are taken in id order).
+
+    Raises:
+        InvalidData: an id that is not a string, or a value that is neither.
+    """
+    ids = [value] if isinstance(value, str) else list_arg(value, field)
+    if not all(isinstance(i, str) for i in ids):
+        raise InvalidData(field, "expected ids as strings")
+    return sorted(set(ids))
+
+
 def _providers_by_id(providers: Iterable[PaymentProvider]) -> dict[str, PaymentProvider]:
     by_id: dict[str, PaymentProvider] = {}
     for provider in providers:
@@ -124,6 +147,8 @@ class ModuleCore:
         return self._session_locks[hash(session_id) % _SESSION_LOCKS]
 
     def _registered(self, provider_id: str) -> PaymentProvider:
+        if not isinstance(provider_id, str):
+            raise InvalidData("provider_id", f"expected a string, not {type(provider_id).__name__}")
         try:
             return self._providers[provider_id]
         except KeyError:

@@ -15,7 +15,7 @@ from typing import Any, Self
 from attrs import frozen
 
 from payment._collections import CollectionMethods
-from payment._core import check_key
+from payment._core import check_key, list_arg
 from payment._payments import PaymentMethods
 from payment._sessions import SessionMethods
 from payment.domain import AccountHolder, PaymentProviderInfo, RefundReason
@@ -189,7 +189,7 @@ class PaymentModule(CollectionMethods, SessionMethods, PaymentMethods):
         Raises:
             InvalidData: a malformed item (nothing is created).
         """
-        wanted = [_as_reason(item) for item in reasons]
+        wanted = [_as_reason(item) for item in list_arg(reasons, "reasons")]
         try:
             with self._store.write() as repo:
                 return self._insert_reasons(repo, wanted)
