@@ -1,4 +1,5 @@
-"""Every public method of PaymentModule, called with hostile arguments, on SQLite and PostgreSQL.
+"""Every public method of PaymentModule and every public workflow, called with hostile
+arguments, on SQLite and PostgreSQL.
 
 Each call either succeeds or raises a `PaymentError` subclass (never a raw driver or Python
 error), and a rejected call leaves every payment table's row count as it was. Arguments mix
@@ -24,9 +25,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from payment import PaymentError, PaymentModule
+from flowkit import FlowkitError, Registry, Workflow
+from payment import InvalidData, PaymentError, PaymentModule, register, workflows
 from payment.adapters.tables import metadata as payment_tables
-from payment.testing import authorized_payment, payment_module
+from payment.cart import CartService
+from payment.testing import InMemoryCartService, authorized_payment, payment_module
 
 EXAMPLES = int(os.environ.get("FLOWKIT_BAD_INPUT_EXAMPLES", "150"))
 # `close` ends the module and `provider` hands out the provider object: neither takes data
@@ -130,5 +133,49 @@ def test_hostile_calls_raise_typed_errors_and_write_nothing(shop: Shop) -> None:
             getattr(shop.module, method)(*positional, **keywords)
         except PaymentError:
             assert shop.rows() == before, f"{method} was refused but changed rows"
+
+    check()
+
+
+WORKFLOWS: list[Workflow[Any, Any]] = [getattr(workflows, name) for name in workflows.__all__]
+KEYS = [
+    "cart_id", "payment_collection_id", "payment_id", "provider_id", "amount", "currency_code",
+    "action", "data", "context", "sessions", "scenario", "reason_id", "note",
+]  # fmt: skip
+
+
+@st.composite
+def workflow_inputs(draw: st.DrawFn, ids: list[str]) -> tuple[Workflow[Any, Any], Any]:
+    """A public workflow, and a hostile input for it (a wrong type, or a mapping of mixed keys)."""
+    flow = draw(st.sampled_from(WORKFLOWS))
+    value = st.one_of(HOSTILE, st.sampled_from(ids))
+    mapping = st.dictionaries(st.sampled_from(KEYS), value, max_size=4)
+    inp = draw(st.one_of(HOSTILE, mapping, st.lists(mapping, max_size=2)))
+    return flow, inp
+
+
+def test_hostile_workflow_inputs_raise_typed_errors(shop: Shop) -> None:
+    """A public workflow given a hostile input succeeds or raises a PaymentError or FlowkitError;
+    when it is refused as InvalidData, no row count changed."""
+    registry = Registry()
+    register(registry, shop.module)
+    registry.register_value(CartService, InMemoryCartService())
+
+    @settings(
+        max_examples=max(EXAMPLES // 3, 20),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(case=workflow_inputs(shop.ids))
+    def check(case: tuple[Workflow[Any, Any], Any]) -> None:
+        flow, inp = case
+        before = shop.rows()
+        try:
+            flow.run(inp, container=registry)
+        except InvalidData:
+            assert shop.rows() == before, f"{flow.name} refused its input but changed rows"
+        except (PaymentError, FlowkitError):
+            pass
 
     check()
