@@ -7,8 +7,8 @@ operation on the collection.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
@@ -55,7 +55,6 @@ def check_key(value: str | None, field: str = "idempotency_key") -> str | None:
 
 
 E = TypeVar("E", bound=Enum)
-_SESSION_LOCKS = 64  # striped: two sessions rarely share one, and memory stays flat
 
 
 def enum_filter(kind: type[E], value: E | str | None, field: str = "status") -> E | None:
@@ -140,11 +139,10 @@ class ModuleCore:
         self._providers = _providers_by_id(providers)
         self._ids = ids or IdFactory()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._session_locks = tuple(threading.Lock() for _ in range(_SESSION_LOCKS))
 
-    def _session_lock(self, session_id: str) -> threading.Lock:
-        """The lock this process's callers of one session take around its provider call."""
-        return self._session_locks[hash(session_id) % _SESSION_LOCKS]
+    def _session_lock(self, session_id: str) -> AbstractContextManager[None]:
+        """The lock every caller of one session, in any process, takes around its provider call."""
+        return self._store.hold_lock(f"session:{session_id}")
 
     def _registered(self, provider_id: str) -> PaymentProvider:
         if not isinstance(provider_id, str):

@@ -134,5 +134,12 @@ class PaymentStore(Protocol):
             DuplicateKey: an insert hit a unique key (the transaction was rolled back).
         """
 
+    def hold_lock(self, name: str) -> AbstractContextManager[None]:
+        """Hold the lock `name` until the block ends.
+
+        One holder at a time among every user of the same database, in this process or
+        another; a holder that dies lets the next one in.
+        """
+
     def close(self) -> None:
         """Release every connection."""

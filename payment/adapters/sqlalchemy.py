@@ -28,6 +28,7 @@ from payment.adapters import tables as t
 from payment.adapters.compiled import Sql, TableSql
 from payment.adapters.connections import IdleConnections, WriterLock
 from payment.adapters.engine import is_sqlite
+from payment.adapters.locks import AdvisoryLocks, FileLocks, ThreadLocks
 from payment.adapters.statements import Filters, Statements
 from payment.domain import (
     AccountHolder,
@@ -373,6 +374,12 @@ class SqlPaymentStore:
         self._connections = IdleConnections(engine)
         self._writer = WriterLock(engine.url.database or "") if self._is_sqlite else None
         self._sync_key = file_key(engine.url.database or "") if self._is_sqlite else None
+        self._locks = self._named_locks()
+
+    def _named_locks(self) -> AdvisoryLocks | FileLocks | ThreadLocks:
+        if not self._is_sqlite:
+            return AdvisoryLocks(self._connections.get, self._connections.put)
+        return ThreadLocks() if self._sync_key is None else FileLocks(self._sync_key)
 
     def read(self) -> AbstractContextManager[SqlPaymentRepository]:
         """A read-only transaction."""
@@ -385,6 +392,14 @@ class SqlPaymentStore:
             DuplicateKey: a unique key was hit (the transaction was rolled back).
         """
         return self._transaction(write=True)
+
+    def hold_lock(self, name: str) -> AbstractContextManager[None]:
+        """Hold the lock `name` until the block ends: one holder at a time, in any process.
+
+        PostgreSQL: an advisory lock; SQLite: a byte lock on ``<database>-locks``; see
+        `payment.adapters.locks`.
+        """
+        return self._locks.hold(name)
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[SqlPaymentRepository]:

@@ -107,6 +107,9 @@ class SlowLockStore:
     def read(self) -> Any:
         return self._store.read()
 
+    def hold_lock(self, name: str) -> Any:
+        return self._store.hold_lock(name)
+
     def close(self) -> None:
         self._store.close()
 
