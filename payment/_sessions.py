@@ -221,9 +221,10 @@ class SessionMethods(ModuleCore):
         Idempotent: a session that has a payment returns it without calling the provider.
         Concurrent callers of one session, in this process or another on the same database,
         take turns (`PaymentStore.hold_lock`): the second one finds the first one's payment
-        and never reaches the provider. The provider's answer is saved as the session's status first. The call's idempotency key
-        is ``{session_id}:authorize:{n}``, n counting the attempts that got an answer: a retry
-        after no answer reuses the key; a new attempt (after ``requires_more``) gets a new one.
+        and never reaches the provider. The provider's answer is saved as the session's status
+        first. The call's idempotency key is ``{session_id}:authorize:{n}``, n counting the
+        attempts that got an answer: a retry after no answer reuses the key; a new attempt
+        (after ``requires_more``) gets a new one.
 
         Args:
             session_id: The session.
