@@ -15,7 +15,8 @@ importing only from floors below its own (checked by the import-linter contract 
 - execution, one run in memory: `runner` (stages, nested workflows, the outcome), `invoke`
   (one step: retries, timeouts), `compensation` (undo in reverse), `run` (a run's state),
   `leases` (keeping them alive);
-- definition: `plan` and `graph` (compiled from the recording), `recording` (the builder and
+- definition: `plan`, `graph` and `fingerprint` (compiled from the recording; the fingerprint
+  is the digest a durable run records, see §11 of the spec), `recording` (the builder and
   the DSL: `transform`, `when`, `parallelize`, `create_hook`), `step`, `refs` (`Ref`), `retry`;
 - foundation: `sqlalchemy` and `memory` (stores), `reading` (runs read back), `store` (the
   protocol and its records), `codec`, `container`, `events`, `outcome`, `state`,
@@ -51,6 +52,7 @@ from flowkit.exceptions import (
     TransactionConflict,
     TransactionInProgress,
     UnknownQueue,
+    UnknownStep,
     UnknownWorkflow,
     WorkflowTimeout,
 )
@@ -104,6 +106,7 @@ __all__ = [
     "TransactionInProgress",
     "TransactionState",
     "UnknownQueue",
+    "UnknownStep",
     "UnknownWorkflow",
     "WorkReport",
     "Workflow",

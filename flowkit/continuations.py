@@ -20,12 +20,13 @@ from flowkit.exceptions import (
     RunNotFound,
     StepNotWaiting,
     TransactionInProgress,
+    UnknownStep,
 )
 from flowkit.plan import PlanNode
 from flowkit.reading import step_records
 from flowkit.rebuild import apply_signal, find_node, inflight, position, rebuild
 from flowkit.run import Run
-from flowkit.runtime import Container, Runtime, journal_of
+from flowkit.runtime import UNKNOWN_WORKFLOW, Container, Runtime, journal_of
 from flowkit.state import RunResult, StepError, StepState, TransactionState
 from flowkit.store import Checkpoint, RunUpdate, Signal, StoredRun
 
@@ -47,14 +48,20 @@ class SkippedRun:
         transaction_id: The run's id.
         workflow: Its workflow's name.
         reason: Why it was not recovered.
+        incompatible: True when this engine holds the workflow but not the definition the
+            run started on (its fingerprint), or the run has checkpoints of steps that
+            definition lacks; False for a workflow it does not hold at all.
     """
 
-    __slots__ = ("reason", "transaction_id", "workflow")
+    __slots__ = ("incompatible", "reason", "transaction_id", "workflow")
 
-    def __init__(self, transaction_id: str, workflow: str, reason: str) -> None:
+    def __init__(
+        self, transaction_id: str, workflow: str, reason: str, *, incompatible: bool = False
+    ) -> None:
         self.transaction_id = transaction_id
         self.workflow = workflow
         self.reason = reason
+        self.incompatible = incompatible
 
     def __repr__(self) -> str:
         return f"SkippedRun({self.transaction_id!r}, {self.workflow!r}, {self.reason!r})"
@@ -157,7 +164,7 @@ def _target_state(rt: Runtime, stored: StoredRun, step: str) -> StepState | None
     workflow = rt.held(stored)
     node = find_node(workflow.plan, step)
     if node is None:
-        raise RunNotFound(stored.transaction_id, step)
+        raise UnknownStep(stored.transaction_id, step, workflow.name, workflow.version)
     if not node.async_completion:
         raise StepNotWaiting(stored.transaction_id, step, "it is not an async_completion step")
     loaded = rt.store.load(stored.transaction_id)
@@ -180,9 +187,15 @@ def recover(rt: Runtime, container: Container | None, limit: int) -> RecoveryRep
     """See `Engine.recover`."""
     report = RecoveryReport()
     for stored in rt.store.expired(limit):
-        if stored.workflow not in rt.workflows:
+        reason = rt.incompatibility(stored)
+        if reason is not None:  # left alone: not even claimed
             report.skipped.append(
-                SkippedRun(stored.transaction_id, stored.workflow, "unknown workflow")
+                SkippedRun(
+                    stored.transaction_id,
+                    stored.workflow,
+                    reason,
+                    incompatible=reason != UNKNOWN_WORKFLOW,
+                )
             )
             continue
         claimed = rt.store.claim(
@@ -193,7 +206,9 @@ def recover(rt: Runtime, container: Container | None, limit: int) -> RecoveryRep
         try:
             run = resume(rt, claimed, container)
         except IncompatibleRun as exc:
-            report.skipped.append(SkippedRun(stored.transaction_id, stored.workflow, str(exc)))
+            report.skipped.append(
+                SkippedRun(stored.transaction_id, stored.workflow, str(exc), incompatible=True)
+            )
             continue
         report.append(rt.drive(run))
     _log_skipped(report.skipped)

@@ -122,17 +122,17 @@ class Engine:
     # --- registration and events ----------------------------------------------------------------
 
     def register(self, workflow: Workflow[Any, Any]) -> None:
-        """Hold `workflow` under its name (registering the same object twice is a no-op).
+        """Hold `workflow` beside other versions of its name (twice the same: a no-op).
 
         Raises:
-            DefinitionError: another workflow holds the name, or a step lacks an explicit name
-                while the store is durable.
+            DefinitionError: another definition holds the same name and version, or a step
+                lacks an explicit name while the store is durable.
         """
         self.runtime.register(workflow)
 
     @property
     def workflows(self) -> dict[str, Workflow[Any, Any]]:
-        """The workflows this engine holds, by name."""
+        """The workflows this engine holds, by name (the highest version of each)."""
         return dict(self.runtime.workflows)
 
     def subscribe(
@@ -155,20 +155,24 @@ class Engine:
         transaction_id: str | None = None,
         throw_on_error: bool = True,
         event_group_id: str | None = None,
+        version: int | None = None,
     ) -> RunResult[T]:
         """Run `workflow` durably (see `Workflow.run` for the arguments).
 
-        A known `transaction_id` invokes nothing: a finished run returns its stored result, a
+        It starts on the highest version held (or `version`), continued on that one only. A
+        known `transaction_id` invokes nothing: a finished run returns its stored result, a
         waiting run its waiting result, a run whose owner's lease expired is taken over.
 
         Raises:
+            DefinitionError, UnknownWorkflow: a bad or unheld `version`.
+            IncompatibleRun: a known run of a definition this engine does not hold.
             TransactionInProgress: a live engine owns the run.
             TransactionConflict: the id belongs to another workflow or input.
             NotSerializable: the input cannot be stored.
             StoredError: with `throw_on_error`, a stored run that was reverted or failed.
         """
-        rt = self.runtime
-        started = starting.start(rt, workflow, input, container, transaction_id, event_group_id)
+        rt, chosen = self.runtime, self.runtime.pick(workflow, version)
+        started = starting.start(rt, chosen, input, container, transaction_id, event_group_id)
         result = started if isinstance(started, RunResult) else rt.drive(started)
         if throw_on_error:
             raise_any(result)
@@ -183,14 +187,12 @@ class Engine:
         transaction_id: str | None = None,
         throw_on_error: bool = True,
         event_group_id: str | None = None,
+        version: int | None = None,
     ) -> RunResult[T]:
         """`run`, awaited on the running loop."""
-        rt = self.runtime
-        started = starting.start(rt, workflow, input, container, transaction_id, event_group_id)
-        if isinstance(started, RunResult):
-            result = started
-        else:
-            result = await rt.drive_async(started)
+        rt, chosen = self.runtime, self.runtime.pick(workflow, version)
+        started = starting.start(rt, chosen, input, container, transaction_id, event_group_id)
+        result = started if isinstance(started, RunResult) else await rt.drive_async(started)
         if throw_on_error:
             raise_any(result)
         return result
@@ -205,10 +207,12 @@ class Engine:
         transaction_id: str | None = None,
         queue: str = "default",
         event_group_id: str | None = None,
+        version: int | None = None,
     ) -> str:
         """Store a run as `queued`, for a worker (`work()`, `flowkit worker`) to execute.
 
-        Idempotent by transaction id: the same id, workflow and input enqueue once.
+        Idempotent by transaction id: the same id, workflow and input enqueue once. Versions:
+        see `run`.
 
         Returns:
             The run's transaction id.
@@ -219,9 +223,8 @@ class Engine:
             NotSerializable: the input cannot be stored.
         """
         self._queue(queue)
-        return starting.enqueue(
-            self.runtime, workflow, input, transaction_id, queue, event_group_id
-        )
+        chosen = self.runtime.pick(workflow, version)
+        return starting.enqueue(self.runtime, chosen, input, transaction_id, queue, event_group_id)
 
     def work(
         self,
@@ -339,6 +342,10 @@ class Engine:
         """
         return load_record(self.store, self.codec, transaction_id, decode=decode)
 
+    def incompatible(self, workflow: str | None = None, *, limit: int = 100) -> list[RunRecord]:
+        """Unfinished runs that no definition held can continue (see `Runtime.incompatible`)."""
+        return self.runtime.incompatible(workflow, limit, decode=True)
+
     def list(
         self,
         status: TransactionState | str | None = None,
@@ -347,12 +354,15 @@ class Engine:
         since: datetime | None = None,
         limit: int = 100,
         decode: bool = True,
+        version: int | None = None,
     ) -> list[RunRecord]:
         """Stored runs, newest first (step records are left empty: use `get` for them).
 
-        `decode=False` leaves inputs and outputs in their JSON form (see `get`).
-        """
-        return list_records(self.store, self.codec, status, workflow, since, limit, decode=decode)
+        `decode=False` leaves inputs and outputs in their JSON form (see `get`); `version`
+        keeps one workflow version's runs."""
+        return list_records(
+            self.store, self.codec, status, workflow, since, limit, decode=decode, version=version
+        )
 
     def purge(self, older_than: timedelta | None = None) -> int:
         """Delete finished runs last updated more than `older_than` (default: retention) ago.

@@ -11,9 +11,10 @@ The tree (each class also subclasses the builtin a caller would naturally catch)
     ├── CompensationFailed (ExceptionGroup)  a run ended `failed`: its errors, grouped
     ├── StoredError                          a finished run's error, read back from a store
     ├── NotSerializable (TypeError)          a value a durable run cannot store
-    ├── RunNotFound (LookupError)            no run (or no such step) under that id
+    ├── RunNotFound (LookupError)            no run under that id
+    ├── UnknownStep (LookupError)            a signal for a step the run's workflow lacks
     ├── UnknownWorkflow (LookupError)        a stored run of a workflow the engine does not hold
-    ├── IncompatibleRun                      a run has checkpoints of steps its workflow lacks
+    ├── IncompatibleRun                      a run whose definition the engine does not hold
     ├── SignalledFailure                     the error given to set_step_failure
     ├── ProcessKilled                        a step was in flight in too many dead processes
     ├── TransactionInProgress                another live engine owns that run
@@ -55,6 +56,7 @@ __all__ = [
     "TransactionConflict",
     "TransactionInProgress",
     "UnknownQueue",
+    "UnknownStep",
     "UnknownWorkflow",
     "WorkflowTimeout",
 ]
@@ -178,11 +180,11 @@ class NotSerializable(FlowkitError, TypeError):
 
 
 class RunNotFound(FlowkitError, LookupError):
-    """No run is stored under that transaction id (or it has no such step).
+    """No run is stored under that transaction id (a missing step is `UnknownStep`).
 
     Attributes:
         transaction_id: The id that was asked for.
-        step: The step, when the run exists but the step does not.
+        step: Kept for compatibility; flowkit itself no longer sets it.
     """
 
     def __init__(self, transaction_id: str, step: str | None = None) -> None:
@@ -199,7 +201,54 @@ class UnknownWorkflow(FlowkitError, LookupError):
 
 
 class IncompatibleRun(FlowkitError):
-    """A stored run has checkpoints of steps the registered workflow no longer has."""
+    """A stored run cannot be continued on any definition this engine holds: its recorded
+    fingerprint is not held, or it has checkpoints of steps the workflow no longer has.
+
+    Attributes:
+        transaction_id: The run's id (None when not known where raised).
+        workflow: Its workflow's name.
+        version: The version the run recorded.
+        fingerprint: The fingerprint the run recorded.
+        held: The `(version, fingerprint)` pairs this engine holds of that workflow.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transaction_id: str | None = None,
+        workflow: str | None = None,
+        version: int | None = None,
+        fingerprint: str | None = None,
+        held: Sequence[tuple[int, str]] = (),
+    ) -> None:
+        self.transaction_id = transaction_id
+        self.workflow = workflow
+        self.version = version
+        self.fingerprint = fingerprint
+        self.held = tuple(held)
+        super().__init__(message)
+
+
+class UnknownStep(FlowkitError, LookupError):
+    """A signal names a step the run's workflow (the definition it started on) does not have.
+
+    Attributes:
+        transaction_id: The run's id.
+        step: The step that was named.
+        workflow: The run's workflow.
+        version: The version the run is on.
+    """
+
+    def __init__(self, transaction_id: str, step: str, workflow: str, version: int) -> None:
+        self.transaction_id = transaction_id
+        self.step = step
+        self.workflow = workflow
+        self.version = version
+        super().__init__(
+            f"run {transaction_id!r} is on version {version} of workflow {workflow!r}, which "
+            f"has no step {step!r}"
+        )
 
 
 class SignalledFailure(FlowkitError):

@@ -55,6 +55,8 @@ class MemoryStore:
                 deadline=new.deadline,
                 queue=new.queue,
                 event_group_id=new.event_group_id,
+                version=new.version,
+                fingerprint=new.fingerprint,
             )
             self._steps[new.transaction_id] = []
             return None
@@ -136,6 +138,7 @@ class MemoryStore:
         workflow: str | None = None,
         since: float | None = None,
         limit: int = 100,
+        version: int | None = None,
     ) -> list[StoredRun]:
         with self._lock:
             runs = [
@@ -144,6 +147,7 @@ class MemoryStore:
                 if (status is None or r.status == status)
                 and (workflow is None or r.workflow == workflow)
                 and (since is None or r.created_at >= since)
+                and (version is None or r.version == version)
             ]
         return sorted(runs, key=lambda r: r.created_at, reverse=True)[:limit]
 
@@ -170,6 +174,7 @@ class MemoryStore:
         workflows: Sequence[str],
         limit: int,
         concurrency: int | None = None,
+        fingerprints: Sequence[str] | None = None,
     ) -> list[StoredRun]:
         with self._lock:
             now = self.now()
@@ -188,6 +193,7 @@ class MemoryStore:
                     and r.status == TransactionState.QUEUED
                     and r.owner is None
                     and r.workflow in workflows
+                    and _held(r, fingerprints)
                 ),
                 key=lambda r: r.created_at,
             )[: max(limit, 0)]
@@ -205,15 +211,17 @@ class MemoryStore:
                 self._runs[run.transaction_id] = run
             return claimed
 
-    def queued_elsewhere(self, queue: str, workflows: Sequence[str]) -> dict[str, int]:
-        """Queued runs of workflows not in `workflows`, by workflow."""
+    def queued_elsewhere(
+        self, queue: str, workflows: Sequence[str], fingerprints: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        """Queued runs of workflows not in `workflows` (or of fingerprints not held)."""
         with self._lock:
             found: dict[str, int] = {}
             for r in self._runs.values():
                 if (
                     r.queue == queue
                     and r.status == TransactionState.QUEUED
-                    and r.workflow not in workflows
+                    and (r.workflow not in workflows or not _held(r, fingerprints))
                 ):
                     found[r.workflow] = found.get(r.workflow, 0) + 1
             return found
@@ -232,6 +240,10 @@ class MemoryStore:
 
     def close(self) -> None:
         self.closed = True
+
+
+def _held(run: StoredRun, fingerprints: Sequence[str] | None) -> bool:
+    return fingerprints is None or run.fingerprint is None or run.fingerprint in fingerprints
 
 
 def _live(run: StoredRun, now: float) -> bool:

@@ -157,6 +157,8 @@ def record_of(
         created_at=datetime_of(stored.created_at) or datetime.fromtimestamp(0),
         updated_at=datetime_of(stored.updated_at) or datetime.fromtimestamp(0),
         queue=stored.queue,
+        version=stored.version,
+        fingerprint=stored.fingerprint,
     )
 
 
@@ -195,6 +197,7 @@ def list_records(
     limit: int,
     *,
     decode: bool,
+    version: int | None = None,
 ) -> list[RunRecord]:
     """Stored runs, newest first, without their steps (`Engine.list`)."""
     rows = store.list_runs(
@@ -202,6 +205,7 @@ def list_records(
         workflow,
         since.timestamp() if since is not None else None,
         limit,
+        version,
     )
     return [record_of(row, None, codec, decode=decode) for row in rows]
 

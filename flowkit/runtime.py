@@ -19,22 +19,39 @@ from flowkit import events
 from flowkit.codec import Codec
 from flowkit.container import Registry, Scope
 from flowkit.events import Subscription
-from flowkit.exceptions import DefinitionError, LeaseLost, SimulatedCrash, UnknownWorkflow
+from flowkit.exceptions import (
+    DefinitionError,
+    IncompatibleRun,
+    LeaseLost,
+    SimulatedCrash,
+    UnknownWorkflow,
+)
 from flowkit.journal import StoreJournal
 from flowkit.leases import LeaseKeeper
-from flowkit.reading import stored_result
+from flowkit.reading import record_of, stored_result
 from flowkit.rebuild import apply_signal, position
 from flowkit.recording import Composite
 from flowkit.run import Faults, Run
 from flowkit.runner import drive, drive_to_end
-from flowkit.state import RunResult
+from flowkit.state import RunRecord, RunResult, TransactionState
 from flowkit.store import Store, StoredRun
 from flowkit.syncscope import sync_scope
-from flowkit.workflow import Workflow
+from flowkit.workflow import Workflow, check_version
 
-__all__ = ["Container", "Runtime", "journal_of"]
+__all__ = ["SCAN", "UNFINISHED", "UNKNOWN_WORKFLOW", "Container", "Runtime", "journal_of"]
 
 Container = Registry | Scope
+UNKNOWN_WORKFLOW = "unknown workflow"
+"""The reason given for a run of a workflow the engine does not hold at all."""
+UNFINISHED = (
+    TransactionState.QUEUED,
+    TransactionState.INVOKING,
+    TransactionState.WAITING,
+    TransactionState.COMPENSATING,
+)
+"""The states of runs that something may still continue."""
+SCAN = 10_000
+"""Runs of each unfinished state `Runtime.incompatible` reads at most."""
 
 
 class Runtime:
@@ -72,38 +89,113 @@ class Runtime:
         self.codec = Codec()
         self.faults: dict[str, Faults] = {}
         self.workflows: dict[str, Workflow[Any, Any]] = {}
+        """The highest version held of each workflow, by name."""
+        self.versions: dict[str, dict[int, Workflow[Any, Any]]] = {}
+        """Every version held, by name and version."""
         self.subscriptions: tuple[Subscription, ...] = ()
         self.leases = LeaseKeeper(self.renew, lease_seconds / 3)
 
     # --- workflows and events -----------------------------------------------------------------
 
     def register(self, workflow: Workflow[Any, Any]) -> None:
-        """Hold `workflow` under its name (see `Engine.register`)."""
-        held = self.workflows.get(workflow.name)
+        """Hold `workflow` beside the other versions of its name (see `Engine.register`)."""
+        versions = self.versions.get(workflow.name, {})
+        held = versions.get(workflow.version)
         if held is workflow:
             return
         if held is not None:
-            raise DefinitionError(
-                f"engine already holds a workflow named {workflow.name!r}; a hooked variant "
-                "needs its own engine or name"
-            )
+            raise DefinitionError(_taken_message(held, workflow, max(versions)))
         if self.store.durable:
             _check_durable_names(workflow)
-        self.workflows[workflow.name] = workflow
+        self.versions[workflow.name] = {**versions, workflow.version: workflow}
+        if workflow.version == max(self.versions[workflow.name]):
+            self.workflows[workflow.name] = workflow
 
-    def held(self, stored: StoredRun) -> Workflow[Any, Any]:
-        """The workflow of a stored run (checked before claiming it).
+    def pick(self, workflow: Workflow[Any, Any], version: int | None) -> Workflow[Any, Any]:
+        """The definition a new run of `workflow`'s name starts on: the highest version held,
+        or `version` (registering `workflow` first).
 
         Raises:
-            UnknownWorkflow: this engine does not hold it.
+            DefinitionError: `version` is not a positive int, or `workflow` clashes with a
+                held definition.
+            UnknownWorkflow: `version` is not held.
         """
-        workflow = self.workflows.get(stored.workflow)
-        if workflow is None:
+        if version is not None:
+            check_version(version, workflow.name)
+        self.register(workflow)
+        if version is None:
+            return self.workflows[workflow.name]
+        found = self.versions[workflow.name].get(version)
+        if found is None:
+            raise UnknownWorkflow(
+                f"this engine holds versions {sorted(self.versions[workflow.name])} of "
+                f"workflow {workflow.name!r}, not version {version}"
+            )
+        return found
+
+    def held(self, stored: StoredRun) -> Workflow[Any, Any]:
+        """The definition a stored run is continued on (checked before claiming it): the one
+        whose fingerprint the run recorded, or, for a run recorded before fingerprints, the
+        highest version held (its checkpoints are then matched by step names).
+
+        Raises:
+            UnknownWorkflow: this engine holds no version of the run's workflow.
+            IncompatibleRun: it holds none with the run's fingerprint.
+        """
+        versions = self.versions.get(stored.workflow)
+        if not versions:
             raise UnknownWorkflow(
                 f"run {stored.transaction_id!r} belongs to workflow {stored.workflow!r}, which "
                 f"this engine does not hold (it holds {sorted(self.workflows)})"
             )
-        return workflow
+        if stored.fingerprint is None:
+            return self.workflows[stored.workflow]
+        same = versions.get(stored.version)
+        if same is not None and same.fingerprint == stored.fingerprint:
+            return same
+        for candidate in versions.values():  # renumbered, graph unchanged
+            if candidate.fingerprint == stored.fingerprint:
+                return candidate
+        held = [(v, w.fingerprint) for v, w in sorted(versions.items())]
+        raise IncompatibleRun(
+            f"run {stored.transaction_id!r} started on version {stored.version} of workflow "
+            f"{stored.workflow!r} (fingerprint {stored.fingerprint}); this engine holds "
+            + ", ".join(f"version {v} (fingerprint {fp})" for v, fp in held)
+            + f": register version {stored.version} beside the new one until its runs finish",
+            transaction_id=stored.transaction_id,
+            workflow=stored.workflow,
+            version=stored.version,
+            fingerprint=stored.fingerprint,
+            held=held,
+        )
+
+    def incompatible(self, workflow: str | None, limit: int, *, decode: bool) -> list[RunRecord]:
+        """Unfinished runs this engine cannot continue, newest first (`Engine.incompatible`).
+
+        Reads at most `SCAN` runs of each unfinished state.
+        """
+        found = [
+            stored
+            for status in UNFINISHED
+            for stored in self.store.list_runs(status.value, workflow, None, SCAN)
+            if self.incompatibility(stored) is not None
+        ]
+        found.sort(key=lambda r: r.created_at, reverse=True)
+        return [record_of(r, None, self.codec, decode=decode) for r in found[:limit]]
+
+    def fingerprints(self) -> list[str]:
+        """The fingerprints of every definition held, sorted."""
+        return sorted({w.fingerprint for held in self.versions.values() for w in held.values()})
+
+    def incompatibility(self, stored: StoredRun) -> str | None:
+        """Why this engine cannot continue a stored run (None when it can)."""
+        try:
+            self.held(stored)
+        except UnknownWorkflow:
+            return UNKNOWN_WORKFLOW
+        except IncompatibleRun as exc:
+            return str(exc)
+        return None
 
     def subscribe(
         self, handler: Callable[[events.Event], None], workflow: str | None, tx: str | None
@@ -216,6 +308,20 @@ def journal_of(run: Run) -> StoreJournal:
     journal = run.journal
     assert isinstance(journal, StoreJournal)
     return journal
+
+
+def _taken_message(held: Workflow[Any, Any], new: Workflow[Any, Any], highest: int) -> str:
+    where = f"version {new.version} of workflow {new.name!r}"
+    if held.fingerprint != new.fingerprint:
+        return (
+            f"engine already holds {where} with fingerprint {held.fingerprint}, and this "
+            f"definition's is {new.fingerprint}: a changed graph needs a new version "
+            f"(@workflow({new.name!r}, version={highest + 1}))"
+        )
+    return (
+        f"engine already holds another definition of {where} (fingerprint "
+        f"{held.fingerprint}); a hooked variant needs its own engine, name or version"
+    )
 
 
 def _check_durable_names(workflow: Composite) -> None:

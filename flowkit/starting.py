@@ -30,7 +30,9 @@ def start(
     transaction_id: str | None,
     event_group_id: str | None,
 ) -> Run | RunResult[Any]:
-    """Store a new run and return it to drive, or what a known transaction id stands for.
+    """Store a new run of `workflow` (the definition `Runtime.pick` chose) and return it to
+    drive, or what a known transaction id stands for. The run records the definition's
+    version and fingerprint.
 
     Raises:
         DefinitionError: an `async_completion` step without a durable store.
@@ -50,7 +52,7 @@ def start(
     deadline = time.time() + plan.timeout if plan.timeout is not None else None
     new = NewRun(
         tx, workflow.name, encoded, rt.owner, rt.lease_seconds, deadline,
-        event_group_id=event_group_id,
+        event_group_id=event_group_id, version=workflow.version, fingerprint=workflow.fingerprint,
     )  # fmt: skip
     existing = rt.store.start_run(new)
     if existing is None:
@@ -88,13 +90,17 @@ def enqueue(
     queue: str,
     event_group_id: str | None,
 ) -> str:
-    """Store a run as `queued` (idempotent by transaction id); returns its transaction id."""
+    """Store a run as `queued` (idempotent by transaction id); returns its transaction id.
+
+    Like `start`, it records the definition's version and fingerprint.
+    """
     rt.register(workflow)
     tx = new_transaction_id(transaction_id)
     encoded = rt.codec.dumps(input, "the run's input")
     new = NewRun(
         tx, workflow.name, encoded, None, rt.lease_seconds,
         status=TransactionState.QUEUED, queue=queue, event_group_id=event_group_id,
+        version=workflow.version, fingerprint=workflow.fingerprint,
     )  # fmt: skip
     existing = rt.store.start_run(new)
     if existing is not None:

@@ -204,6 +204,9 @@ class RunRecord:
         created_at: When the run was first stored.
         updated_at: When it last changed.
         queue: The queue of a queued run (None for runs started directly).
+        version: The version of the workflow the run started on.
+        fingerprint: That definition's fingerprint (None for a run recorded before
+            fingerprints were: it is continued on the highest version, by step names).
     """
 
     transaction_id: str
@@ -218,6 +221,8 @@ class RunRecord:
     created_at: datetime
     updated_at: datetime
     queue: str | None = None
+    version: int = 1
+    fingerprint: str | None = None
 
 
 def datetime_of(timestamp: float | None) -> datetime | None:

@@ -63,6 +63,9 @@ class StoredRun:
     recovery_step: str | None = None
     queue: str | None = None
     event_group_id: str | None = None
+    version: int = 1
+    fingerprint: str | None = None
+    """None for a run recorded before fingerprints: it is continued by step names."""
 
 
 @frozen
@@ -78,6 +81,8 @@ class NewRun:
     status: str = TransactionState.INVOKING
     queue: str | None = None
     event_group_id: str | None = None
+    version: int = 1
+    fingerprint: str | None = None
 
 
 @frozen
@@ -168,8 +173,9 @@ class Store(Protocol):
         workflow: str | None = None,
         since: float | None = None,
         limit: int = 100,
+        version: int | None = None,
     ) -> list[StoredRun]:
-        """Runs, newest first."""
+        """Runs, newest first (of one workflow version, when `version` is given)."""
 
     def purge(self, before: float) -> int:
         """Delete finished runs last updated before `before`; returns how many."""
@@ -188,13 +194,18 @@ class Store(Protocol):
         workflows: Sequence[str],
         limit: int,
         concurrency: int | None = None,
+        fingerprints: Sequence[str] | None = None,
     ) -> list[StoredRun]:
         """Take up to `limit` queued runs of `queue` (oldest first) whose workflow is one of
-        `workflows`, each by exactly one caller, keeping the queue under `concurrency` runs
+        `workflows` (and, when `fingerprints` is given, whose fingerprint is one of them or
+        none), each by exactly one caller, keeping the queue under `concurrency` runs
         executing at once across every worker."""
 
-    def queued_elsewhere(self, queue: str, workflows: Sequence[str]) -> dict[str, int]:
-        """Queued runs of workflows not in `workflows`, counted by workflow."""
+    def queued_elsewhere(
+        self, queue: str, workflows: Sequence[str], fingerprints: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        """Queued runs of workflows not in `workflows` (or, when `fingerprints` is given, with
+        a fingerprint not in it), counted by workflow."""
 
     def listen(self, on_notify: Any) -> Any:
         """Something with `close()` that calls `on_notify(queue)` when runs are queued, or

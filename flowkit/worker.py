@@ -63,8 +63,11 @@ class WorkReport:
         recovered: Runs of dead workers it took over.
         finished: Runs it drove to an end (or to a wait), by final status.
         released: Runs it stopped between steps and gave back (graceful shutdown).
-        not_handled: Queued runs of workflows this worker does not hold, by workflow: left
-            queued for a worker that does.
+        not_handled: Queued runs of workflows (or versions: fingerprints) this worker does not
+            hold, by workflow: left queued for a worker that does.
+        incompatible: Runs of dead workers it left alone because it does not hold the
+            definition they started on (their fingerprint), by transaction id: a worker that
+            holds it takes them over.
     """
 
     claimed: int = 0
@@ -72,6 +75,7 @@ class WorkReport:
     finished: dict[str, int] = field(factory=dict)
     released: int = 0
     not_handled: dict[str, int] = field(factory=dict)
+    incompatible: list[str] = field(factory=list)
 
 
 class Worker:
@@ -149,6 +153,7 @@ class Worker:
             sorted(rt.workflows),
             free,
             self.queue.concurrency,
+            rt.fingerprints(),
         )
         self.report.claimed += len(claimed)
         for stored in claimed:
@@ -165,6 +170,12 @@ class Worker:
         rt = self.runtime
         for stored in rt.store.expired(limit=max(self._free(), 0)):
             if stored.workflow not in rt.workflows:
+                continue
+            reason = rt.incompatibility(stored)
+            if reason is not None:  # another worker may hold its definition
+                if stored.transaction_id not in self.report.incompatible:
+                    self.report.incompatible.append(stored.transaction_id)
+                    _log("run_incompatible", transaction_id=stored.transaction_id, reason=reason)
                 continue
             claimed = rt.store.claim(
                 stored.transaction_id, rt.owner, rt.lease_seconds, (stored.status,)
@@ -206,7 +217,9 @@ class Worker:
 
     def _report_not_handled(self) -> None:
         rt = self.runtime
-        elsewhere = rt.store.queued_elsewhere(self.queue.name, sorted(rt.workflows))
+        elsewhere = rt.store.queued_elsewhere(
+            self.queue.name, sorted(rt.workflows), rt.fingerprints()
+        )
         self.report.not_handled = elsewhere
         for workflow, count in elsewhere.items():
             _log("runs_not_handled", queue=self.queue.name, workflow=workflow, count=count)

@@ -13,6 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar, overload
 
 from flowkit.container import Registry, Scope
 from flowkit.exceptions import DefinitionError
+from flowkit.fingerprint import fingerprint_of
 from flowkit.graph import WorkflowGraph, build_graph
 from flowkit.plan import Plan
 from flowkit.recording import Definition, current_builder, recording
@@ -21,7 +22,7 @@ from flowkit.runner import run_plan, run_plan_async
 from flowkit.state import RunResult
 from flowkit.step import Step, StepContext, check_name, check_timeout, step
 
-__all__ = ["Workflow", "WorkflowEngine", "WorkflowResponse", "workflow"]
+__all__ = ["Workflow", "WorkflowEngine", "WorkflowResponse", "check_version", "workflow"]
 
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
@@ -75,6 +76,7 @@ class Workflow(Generic[InT, OutT]):
 
     Attributes:
         name: The workflow's durable name.
+        version: Its version (a positive int; an engine may hold several versions of a name).
         timeout: Seconds a run may take (checked between steps), or None.
         definition: The recorded graph.
         hooks: Handlers attached with `with_hooks`, by hook name.
@@ -88,13 +90,29 @@ class Workflow(Generic[InT, OutT]):
         timeout: float | None = None,
         hooks: Mapping[str, Step[Any, Any]] | None = None,
         fn: Callable[..., Any] | None = None,
+        version: int = 1,
     ) -> None:
         self.name = name
+        self.version = check_version(version, name)
         self.definition = definition
         self.timeout = timeout
         self.hooks: Mapping[str, Step[Any, Any]] = dict(hooks or {})
         self.fn = fn
         self._plan: Plan | None = None
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A stable hex digest of the compiled graph (see `flowkit.fingerprint`).
+
+        Step names, kinds, order and edges, nested workflows' fingerprints and the options that
+        change execution go into it; code bodies do not, so fixing a bug inside a step keeps it.
+        Every durable run records it, and is only ever continued on a definition that has it.
+        """
+        found = self._fingerprint
+        if found is None:
+            found = self._fingerprint = fingerprint_of(self)
+        return found
 
     @property
     def plan(self) -> Plan:
@@ -203,7 +221,12 @@ class Workflow(Generic[InT, OutT]):
                 )
             attached[name] = _as_hook_step(self.name, name, handler)
         return Workflow(
-            self.name, self.definition, timeout=self.timeout, hooks=attached, fn=self.fn
+            self.name,
+            self.definition,
+            timeout=self.timeout,
+            hooks=attached,
+            fn=self.fn,
+            version=self.version,
         )
 
     def as_step(self, input: Any, name: str | None = None) -> Ref[OutT]:
@@ -234,7 +257,20 @@ class Workflow(Generic[InT, OutT]):
         return self.graph().step_names()
 
     def __repr__(self) -> str:
-        return f"<Workflow {self.name!r}>"
+        return f"<Workflow {self.name!r} v{self.version}>"
+
+
+def check_version(version: object, workflow: str) -> int:
+    """`version` checked: a positive int (not a bool).
+
+    Raises:
+        DefinitionError: it is not one, naming the workflow.
+    """
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise DefinitionError(
+            f"workflow {workflow!r}: version must be a positive int, not {version!r}"
+        )
+    return version
 
 
 def _as_hook_step(workflow: str, hook: str, handler: object) -> Step[Any, Any]:
@@ -252,10 +288,13 @@ def _as_hook_step(workflow: str, hook: str, handler: object) -> Step[Any, Any]:
 def workflow(name: Callable[[Ref[Any]], Any], /) -> Workflow[Any, Any]: ...
 @overload
 def workflow(
-    name: str | None = None, *, timeout: float | None = None
+    name: str | None = None, *, version: int = 1, timeout: float | None = None
 ) -> Callable[[Callable[[Ref[Any]], Any]], Workflow[Any, Any]]: ...
 def workflow(
-    name: str | Callable[[Ref[Any]], Any] | None = None, *, timeout: float | None = None
+    name: str | Callable[[Ref[Any]], Any] | None = None,
+    *,
+    version: int = 1,
+    timeout: float | None = None,
 ) -> Workflow[Any, Any] | Callable[[Callable[[Ref[Any]], Any]], Workflow[Any, Any]]:
     """Record a composition function `fn(input: Ref[I]) -> WorkflowResponse[O]` as a workflow.
 
@@ -263,25 +302,30 @@ def workflow(
 
     Args:
         name: The durable name (default: the function's name). No `:` allowed.
+        version: The definition's version, a positive int. An engine may hold several
+            versions of one name; new runs start on the highest, and every run is continued
+            on the definition it started on (see `Workflow.fingerprint`).
         timeout: Seconds a run may take, checked between steps; async steps are cancelled.
 
     Raises:
-        DefinitionError: any definition mistake in the function, naming workflow and step.
+        DefinitionError: any definition mistake in the function, naming workflow and step;
+            a version that is not a positive int.
     """
     if callable(name):
-        return _define(name, None, None)
+        return _define(name, None, None, 1)
 
     def decorate(fn: Callable[[Ref[Any]], Any]) -> Workflow[Any, Any]:
-        return _define(fn, name, timeout)
+        return _define(fn, name, timeout, version)
 
     return decorate
 
 
 def _define(
-    fn: Callable[[Ref[Any]], Any], name: str | None, timeout: float | None
+    fn: Callable[[Ref[Any]], Any], name: str | None, timeout: float | None, version: int
 ) -> Workflow[Any, Any]:
     workflow_name = name if name is not None else getattr(fn, "__name__", repr(fn))
     check_name(workflow_name, "workflow")
+    check_version(version, workflow_name)
     check_timeout(timeout, f"workflow {workflow_name!r}")
     _check_composition(fn, workflow_name)
     with recording(workflow_name) as builder:
@@ -289,7 +333,7 @@ def _define(
         value = returned.value if isinstance(returned, WorkflowResponse) else returned
         builder.check_value(value, "the workflow's response")
     definition = Definition(tuple(builder.nodes), builder.conditions, value)
-    return Workflow(workflow_name, definition, timeout=timeout, fn=fn)
+    return Workflow(workflow_name, definition, timeout=timeout, fn=fn, version=version)
 
 
 def _check_composition(fn: object, name: str) -> None:

@@ -49,6 +49,7 @@ EXPECTED = [
     "TransactionInProgress",
     "TransactionState",
     "UnknownQueue",
+    "UnknownStep",
     "UnknownWorkflow",
     "WorkReport",
     "Workflow",

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, not_, or_, select, true, update
 from sqlalchemy.sql import ColumnElement
 
 from flowkit.sqlalchemy.tables import runs
 from flowkit.state import TransactionState
 from flowkit.store import ACTIVE
 
-__all__ = ["claim_queued", "queued_elsewhere", "running"]
+__all__ = ["claim_queued", "held_fingerprint", "queued_elsewhere", "running"]
 
 
 def claim_queued(
@@ -28,8 +28,10 @@ def claim_queued(
     limit: int,
     now: ColumnElement[Any],
     is_sqlite: bool,
+    fingerprints: Sequence[str] | None = None,
 ) -> Any:
-    """The statement claiming up to `limit` queued runs of `workflows`, oldest first."""
+    """The statement claiming up to `limit` queued runs of `workflows` (and of `fingerprints`,
+    or recorded before fingerprints, when given), oldest first."""
     pick = (
         select(runs.c.transaction_id)
         .where(
@@ -37,6 +39,7 @@ def claim_queued(
             runs.c.status == TransactionState.QUEUED.value,
             runs.c.owner.is_(None),
             runs.c.workflow.in_(list(workflows)),
+            held_fingerprint(fingerprints),
         )
         .order_by(runs.c.created_at)
         .limit(limit)
@@ -73,14 +76,24 @@ def running(conn: Any, queue: str, now: ColumnElement[Any], is_sqlite: bool) -> 
     return int(live.scalar_one())
 
 
-def queued_elsewhere(queue: str, workflows: Sequence[str]) -> Any:
-    """The query counting queued runs of workflows not in `workflows`, by workflow."""
+def held_fingerprint(fingerprints: Sequence[str] | None) -> ColumnElement[bool]:
+    """True for runs of one of `fingerprints` or without one (any run when None)."""
+    if fingerprints is None:
+        return true()
+    return or_(runs.c.fingerprint.is_(None), runs.c.fingerprint.in_(list(fingerprints)))
+
+
+def queued_elsewhere(
+    queue: str, workflows: Sequence[str], fingerprints: Sequence[str] | None = None
+) -> Any:
+    """The query counting queued runs of workflows not in `workflows` (or of fingerprints not
+    in `fingerprints`), by workflow."""
     return (
         select(runs.c.workflow, func.count())
         .where(
             runs.c.queue == queue,
             runs.c.status == TransactionState.QUEUED.value,
-            runs.c.workflow.not_in(list(workflows)),
+            or_(runs.c.workflow.not_in(list(workflows)), not_(held_fingerprint(fingerprints))),
         )
         .group_by(runs.c.workflow)
     )

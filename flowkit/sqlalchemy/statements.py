@@ -130,6 +130,8 @@ def start_values(new: NewRun) -> dict[str, Any]:
         "deadline": new.deadline,
         "queue": new.queue,
         "event_group_id": new.event_group_id,
+        "version": new.version,
+        "fingerprint": new.fingerprint,
     }
 
 
@@ -187,6 +189,8 @@ def _start_insert(now: ColumnElement[Any], is_sqlite: bool) -> Any:
             recovery_step=null(),
             queue=bindparam("queue", type_=String),
             event_group_id=bindparam("event_group_id", type_=String),
+            version=bindparam("version", type_=Integer),
+            fingerprint=bindparam("fingerprint", type_=String),
         )
         .on_conflict_do_nothing(index_elements=["transaction_id"])
     )
@@ -210,4 +214,6 @@ def run_from_row(row: Any) -> StoredRun:
         recovery_step=row.recovery_step,
         queue=row.queue,
         event_group_id=row.event_group_id,
+        version=row.version,
+        fingerprint=row.fingerprint,
     )

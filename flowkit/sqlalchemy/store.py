@@ -208,12 +208,12 @@ class SqlStore:
         workflow: str | None = None,
         since: float | None = None,
         limit: int = 100,
+        version: int | None = None,
     ) -> list[StoredRun]:
         query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
-        if status is not None:
-            query = query.where(runs.c.status == status)
-        if workflow is not None:
-            query = query.where(runs.c.workflow == workflow)
+        for column, value in (("status", status), ("workflow", workflow), ("version", version)):
+            if value is not None:
+                query = query.where(runs.c[column] == value)
         if since is not None:
             query = query.where(runs.c.created_at >= since)
         with self._read_engine.connect() as conn:
@@ -292,29 +292,28 @@ class SqlStore:
 
     @_translated
     def claim_queued(
-        self,
-        queue: str,
-        owner: str,
-        lease_seconds: float,
-        workflows: Sequence[str],
-        limit: int,
-        concurrency: int | None = None,
-    ) -> list[StoredRun]:
+        self, queue: str, owner: str, lease_seconds: float, workflows: Sequence[str],
+        limit: int, concurrency: int | None = None, fingerprints: Sequence[str] | None = None,
+    ) -> list[StoredRun]:  # fmt: skip
         with self.engine.begin() as conn:
             if concurrency is not None:
                 limit = min(limit, concurrency - running(conn, queue, self._now, self.is_sqlite))
             if limit <= 0 or not workflows:
                 return []
             claim = claim_queued(
-                queue, owner, lease_seconds, workflows, limit, self._now, self.is_sqlite
-            )
+                queue, owner, lease_seconds, workflows, limit, self._now, self.is_sqlite,
+                fingerprints,
+            )  # fmt: skip
             return [run_from_row(r) for r in conn.execute(claim)]
 
     @_translated
-    def queued_elsewhere(self, queue: str, workflows: Sequence[str]) -> dict[str, int]:
-        """Queued runs of workflows not in `workflows`, by workflow (left for other workers)."""
+    def queued_elsewhere(
+        self, queue: str, workflows: Sequence[str], fingerprints: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        """Queued runs left for other workers (see `Store.queued_elsewhere`), by workflow."""
         with self._read_engine.connect() as conn:
-            return {n: int(count) for n, count in conn.execute(queued_elsewhere(queue, workflows))}
+            found = conn.execute(queued_elsewhere(queue, workflows, fingerprints))
+            return {n: int(count) for n, count in found}
 
     def listen(self, on_notify: Callable[[str], None]) -> Any:
         """A `Listener` calling `on_notify(queue)` when runs are queued (PostgreSQL), or None."""

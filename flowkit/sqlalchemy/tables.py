@@ -17,7 +17,7 @@ from sqlalchemy import (
 
 __all__ = ["SCHEMA_REVISION", "VERSION_TABLE", "inbox", "metadata", "runs", "steps"]
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0003_versions"
 VERSION_TABLE = "flowkit_alembic_version"
 
 metadata = MetaData()
@@ -40,6 +40,8 @@ runs = Table(
     Column("recovery_step", String(1024)),
     Column("queue", String(255)),
     Column("event_group_id", String(255)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("fingerprint", String(64)),
     Index("ix_flowkit_runs_status_lease", "status", "lease_expires_at"),
     Index("ix_flowkit_runs_workflow_created", "workflow", "created_at"),
     Index("ix_flowkit_runs_queue", "queue", "status", "created_at"),

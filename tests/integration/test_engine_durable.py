@@ -33,6 +33,7 @@ from flowkit import (
     TransactionConflict,
     TransactionInProgress,
     TransactionState,
+    UnknownStep,
 )
 from flowkit.sqlalchemy import SqlStore
 from flowkit.store import Store
@@ -312,7 +313,7 @@ def test_bad_signals_change_nothing(make_store: StoreFactory, ledger: Ledger) ->
     eng.run(with_wait, Order("o15", Decimal("1")), transaction_id="tx-b")
     with pytest.raises(RunNotFound):
         eng.set_step_success("nope", "wait-for-bank")
-    with pytest.raises(RunNotFound, match="no step"):
+    with pytest.raises(UnknownStep, match="no step 'nope'"):
         eng.set_step_success("tx-b", "nope")
     with pytest.raises(StepNotWaiting, match="not an async_completion"):
         eng.set_step_success("tx-b", "reserve")
