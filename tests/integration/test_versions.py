@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import versions_app as app
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from versions_app import (
     CALLS,
@@ -34,6 +35,8 @@ from flowkit import (
     workflow,
 )
 from flowkit.sqlalchemy import SqlStore
+from flowkit.sqlalchemy.migrate import alembic_config, upgrade
+from flowkit.sqlalchemy.tables import SCHEMA_REVISION
 from flowkit.testing.faults import Crash, FailurePlan, PlanFaults
 
 HERE = Path(__file__).parent
@@ -335,3 +338,48 @@ def test_a_run_recorded_before_fingerprints_continues_by_step_names(url: str) ->
         assert eng.incompatible() == []
         assert eng.set_step_success("legacy", "wait", "ok").status is TransactionState.DONE
         assert CALLS == ["b2", "c"]
+
+
+def test_migration_0003_gives_existing_rows_version_1_and_no_fingerprint(
+    database_url: str,
+) -> None:
+    """A database at revision 0001 with a parked run migrates to 0003_versions: the row gets
+    version 1 and no fingerprint, and continues by step names."""
+    store = SqlStore(database_url)
+    upgrade(store.engine, "0001")
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO flowkit_runs (transaction_id, workflow, status, input, errors, "
+                "created_at, updated_at, recoveries) VALUES "
+                "('old', 'vwf', 'waiting', '{\"n\": 1}', '[]', 1.0, 1.0, 0)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO flowkit_steps (transaction_id, step, action, status, attempt, "
+                "output, compensate_input) VALUES "
+                "('old', 'a', 'invoke', 'done', 1, '\"a-out\"', '\"a-out\"'), "
+                "('old', 'wait', 'invoke', 'waiting', 1, '\"challenge\"', '\"hold\"')"
+            )
+        )
+    store.upgrade()
+    store.close()
+    CALLS.clear()
+    with engine(database_url, vwf_v1) as eng:
+        record = eng.get("old")
+        assert record is not None
+        assert (record.version, record.fingerprint) == (1, None)
+        done = eng.set_step_success("old", "wait", "ok")
+        assert done.result == {"answer": "ok", "last": "c-out"}
+        assert CALLS == ["c"]
+
+
+def test_the_schema_revision_is_the_migrations_head() -> None:
+    """SCHEMA_REVISION names the newest migration, 0003_versions (re-chained by a one-liner)."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    assert scripts.get_heads() == [SCHEMA_REVISION]
+    migration = scripts.get_revision("0003_versions")
+    assert migration is not None
+    assert migration.down_revision == "0001"
+    assert "no fingerprint" in (migration.module.__doc__ or "")
