@@ -12,6 +12,7 @@ from rich.console import Console
 
 from flowkit.cli._loading import load_workflow, open_app_engine, open_read_engine
 from flowkit.cli._options import (
+    BadValue,
     app_option,
     app_value,
     database_option,
@@ -21,10 +22,10 @@ from flowkit.cli._options import (
     search_path,
     since_value,
 )
-from flowkit.cli._reading import list_runs, read_run
+from flowkit.cli._reading import list_incompatible, list_runs, read_run
 from flowkit.cli._render import dumps, print_result, print_run, print_runs, run_json
 from flowkit.exceptions import FlowkitError
-from flowkit.state import TransactionState
+from flowkit.state import RunRecord, TransactionState
 
 __all__ = ["cli"]
 
@@ -86,6 +87,20 @@ def runs() -> None:
     metavar="ISO|DURATION",
     help="Created since: an ISO 8601 datetime (UTC) or a duration ago (30m, 1h, 2d).",
 )
+@click.option("--version", type=click.IntRange(min=1), help="Only runs of this workflow version.")
+@click.option(
+    "--incompatible",
+    is_flag=True,
+    help="Only unfinished runs no definition held by the --app engine can continue "
+    "(its workflow, or the version it started on, is not registered there).",
+)
+@click.option(
+    "--app",
+    "app",
+    callback=app_value,
+    metavar="MODULE:ATTR",
+    help="With --incompatible: your Engine, or a function returning one (its database is read).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @json_option
 @database_option
@@ -93,18 +108,46 @@ def runs_list(
     status: str | None,
     workflow: str | None,
     since: datetime | None,
+    version: int | None,
+    incompatible: bool,
+    app: str | None,
     limit: int,
     as_json: bool,
     database_url: str,
 ) -> None:
-    """List runs, newest first."""
-    with open_read_engine(database_url) as engine:
-        records, note = list_runs(engine, status, workflow, since, limit)
+    """List runs, newest first, with the workflow version each started on."""
+    if incompatible:
+        records, note = _incompatible(app, status, workflow, since, version, limit)
+    else:
+        with open_read_engine(database_url) as engine:
+            records, note = list_runs(engine, status, workflow, since, limit, version)
     _note(note)
     if as_json:
         click.echo(dumps([run_json(r) for r in records]))
     else:
         print_runs(_console(), records, limit)
+
+
+def _incompatible(
+    app: str | None,
+    status: str | None,
+    workflow: str | None,
+    since: datetime | None,
+    version: int | None,
+    limit: int,
+) -> tuple[list[RunRecord], str | None]:
+    if app is None:
+        raise BadValue("--incompatible needs --app MODULE:ATTR: the engine whose definitions count")
+    with open_app_engine(app) as engine:
+        records, note = list_incompatible(engine, workflow, limit)
+    kept = [
+        r
+        for r in records
+        if (status is None or r.status.value == status)
+        and (version is None or r.version == version)
+        and (since is None or r.created_at >= since)
+    ]
+    return kept, note
 
 
 @runs.command("show")

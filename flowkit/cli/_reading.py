@@ -16,7 +16,7 @@ from flowkit.engine import Engine
 from flowkit.exceptions import FlowkitError, RunNotFound
 from flowkit.state import RunRecord, StepError, StepRecord, StepState
 
-__all__ = ["RunView", "StepLine", "list_runs", "read_run"]
+__all__ = ["RunView", "StepLine", "list_incompatible", "list_runs", "read_run"]
 
 COMPENSATION_STATES = frozenset(
     {StepState.COMPENSATING, StepState.REVERTED, StepState.COMPENSATION_FAILED}
@@ -96,15 +96,31 @@ def list_runs(
     workflow: str | None,
     since: datetime | None,
     limit: int,
+    version: int | None = None,
 ) -> tuple[list[RunRecord], str | None]:
     """Runs newest first, and a note when their values are shown as stored JSON."""
     try:
-        return engine.list(status, workflow, since=since, limit=limit), None
+        return engine.list(status, workflow, since=since, limit=limit, version=version), None
     except FlowkitError:
         raise
     except Exception as exc:  # a stored value this process cannot rebuild: show its JSON
-        found = engine.list(status, workflow, since=since, limit=limit, decode=False)
+        found = engine.list(
+            status, workflow, since=since, limit=limit, decode=False, version=version
+        )
         return found, _note(exc)
+
+
+def list_incompatible(
+    engine: Engine, workflow: str | None, limit: int
+) -> tuple[list[RunRecord], str | None]:
+    """Unfinished runs no definition `engine` holds can continue (`Engine.incompatible`),
+    newest first, and a note when their values are shown as stored JSON."""
+    try:
+        return engine.incompatible(workflow, limit=limit), None
+    except FlowkitError:
+        raise
+    except Exception as exc:  # a stored value this process cannot rebuild: show its JSON
+        return engine.runtime.incompatible(workflow, limit, decode=False), _note(exc)
 
 
 def timeline(record: RunRecord) -> tuple[StepLine, ...]:

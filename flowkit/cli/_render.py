@@ -84,6 +84,8 @@ def run_json(record: RunRecord, steps: Iterable[StepLine] | None = None) -> dict
         "transaction_id": record.transaction_id,
         "workflow": record.workflow,
         "status": record.status.value,
+        "version": record.version,
+        "fingerprint": record.fingerprint,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
         "owner": record.owner,
@@ -148,7 +150,7 @@ def print_runs(console: Console, records: list[RunRecord], limit: int) -> None:
         console.print("no runs found")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for title in ("transaction id", "workflow", "status", "created (UTC)"):
+    for title in ("transaction id", "workflow", "status", "version", "created (UTC)"):
         table.add_column(title, no_wrap=True)
     table.add_column("error", overflow="fold", min_width=16, max_width=60)  # the one that wraps
     for record in records:
@@ -156,6 +158,7 @@ def print_runs(console: Console, records: list[RunRecord], limit: int) -> None:
             record.transaction_id,
             record.workflow,
             _state(record.status.value),
+            f"v{record.version}",
             _when(record.created_at),
             _first_error(record.errors),
         )
@@ -175,6 +178,8 @@ def print_run(console: Console, view: RunView) -> None:
             _state(record.status.value),
         )
     )
+    fingerprint = record.fingerprint or "none (recorded before versions: matched by step names)"
+    console.print(f"version {record.version}  fingerprint {fingerprint}")
     console.print(f"created {_when(record.created_at)}  updated {_when(record.updated_at)} (UTC)")
     if record.owner is not None:
         console.print(f"owner {record.owner} until {_when(record.lease_expires_at)}")

@@ -91,6 +91,8 @@ def test_list_json_has_stable_keys_and_exact_values(db: str) -> None:
         "transaction_id",
         "workflow",
         "status",
+        "version",
+        "fingerprint",
         "created_at",
         "updated_at",
         "owner",
@@ -100,6 +102,8 @@ def test_list_json_has_stable_keys_and_exact_values(db: str) -> None:
         "output",
         "errors",
     ]
+    assert done["version"] == 1
+    assert len(done["fingerprint"]) == 64
     assert done["input"] == {"order_id": "o-1", "amount": "12.50", "fail_at": None}
     assert done["output"]["amount"] == "12.50"
     assert datetime.fromisoformat(done["created_at"]).tzinfo is not None

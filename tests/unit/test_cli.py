@@ -167,6 +167,8 @@ def test_run_json_has_stable_keys() -> None:
         "transaction_id",
         "workflow",
         "status",
+        "version",
+        "fingerprint",
         "created_at",
         "updated_at",
         "owner",
