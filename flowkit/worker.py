@@ -168,8 +168,10 @@ class Worker:
         self._last_sweep = now
         taken = 0
         rt = self.runtime
-        for stored in rt.store.expired(limit=max(self._free(), 0)):
-            if stored.workflow not in rt.workflows:
+        free = max(self._free(), 0)
+        skipped = len(self.report.incompatible)  # read past the runs it leaves alone
+        for stored in rt.store.expired(limit=free + skipped):
+            if taken >= free or stored.workflow not in rt.workflows:
                 continue
             reason = rt.incompatibility(stored)
             if reason is not None:  # another worker may hold its definition
