@@ -152,13 +152,15 @@ def chromium_driver() -> Any:
     options = webdriver.ChromeOptions()
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
-    options.add_argument("--window-size=1280,1000")
+    options.add_argument("--window-size=1280,1400")
     options.binary_location = "/usr/bin/chromium"
     return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
 
 
-def save_run_screenshot(url: str, transaction_id: str, target: Path) -> list[float]:
-    """Open the run page of `transaction_id` in headless Chromium, save a PNG at `target`.
+def save_run_screenshot(url: str, target: Path, pick: str = "done") -> list[float]:
+    """Make the demo's database at `url`, serve the console on it with uvicorn, open the page
+    of one run (`pick`: a `ConsoleWorld` field, the done accept-payment run by default) in
+    headless Chromium and save a PNG at `target`.
 
     Returns:
         The drawn widths (CSS pixels) of the timeline's bars.
@@ -170,7 +172,7 @@ def save_run_screenshot(url: str, transaction_id: str, target: Path) -> list[flo
         with world.reader() as reader, serve(create_app(reader)) as base:
             driver = chromium_driver()
             try:
-                driver.get(f"{base}/runs/{transaction_id or world.done}")
+                driver.get(f"{base}/runs/{getattr(world, pick)}")
                 bars = driver.find_elements(By.CSS_SELECTOR, ".timeline .bar")
                 widths = [float(bar.rect["width"]) for bar in bars]
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -187,5 +189,5 @@ if __name__ == "__main__":  # python tests/ui/console_support.py docs/console-ru
 
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/console-run.png")
     with tempfile.TemporaryDirectory() as tmp:
-        drawn = save_run_screenshot(f"sqlite:///{tmp}/console.db", "", out)
+        drawn = save_run_screenshot(f"sqlite:///{tmp}/console.db", out)
     print(f"wrote {out} ({len(drawn)} bars)")
