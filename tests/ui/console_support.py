@@ -56,6 +56,18 @@ def echo_workflow(text: flowkit.Ref[str]) -> WorkflowResponse[dict[str, str]]:
     return WorkflowResponse(echo_step(text))
 
 
+@step("sign-off", async_completion=True)
+def sign_off(text: str, ctx: StepContext) -> str:
+    """Park until someone signs off."""
+    return f"asked: {text}"
+
+
+@workflow("sign-off", timeout=3600)
+def sign_off_workflow(text: flowkit.Ref[str]) -> WorkflowResponse[str]:
+    """One waiting step, under a deadline of an hour."""
+    return WorkflowResponse(sign_off(text))
+
+
 @frozen
 class ConsoleWorld:
     """The demo's database and the transaction ids of its interesting runs."""
@@ -66,11 +78,14 @@ class ConsoleWorld:
     waiting: str
     reverted: str
     hostile: str
+    deadline: str
 
     def engine(self) -> Engine:
         """An engine with the demo's workflows (and the echo one) on the database."""
         engine = Engine(
-            SqlStore(self.url), [*self.demo.workflows, echo_workflow], container=self.demo.registry
+            SqlStore(self.url),
+            [*self.demo.workflows, echo_workflow, sign_off_workflow],
+            container=self.demo.registry,
         )
         return engine
 
@@ -103,14 +118,18 @@ def make_console_db(url: str) -> ConsoleWorld:
     demo = Demo(url, quiet)
     _walk_through(demo, quiet)
     done = next(r.transaction_id for r in _engine(demo).list(workflow="accept-payment"))
-    engine = Engine(SqlStore(url), [*demo.workflows, echo_workflow], container=demo.registry)
+    engine = Engine(
+        SqlStore(url), [*demo.workflows, echo_workflow, sign_off_workflow], container=demo.registry
+    )
     with engine:
         waiting = _park(demo, engine, "cart_waiting")
         reverted = _park(demo, engine, "cart_declined")
         engine.set_step_failure(reverted, WAITING_STEP, "the customer failed 3-D Secure")
+        deadline = "sign-off-1"
+        engine.run(sign_off_workflow, "the refund", transaction_id=deadline)
         hostile = "echo-hostile"
         engine.run(echo_workflow, HOSTILE, transaction_id=hostile)
-    return ConsoleWorld(url, demo, done, waiting, reverted, hostile)
+    return ConsoleWorld(url, demo, done, waiting, reverted, hostile, deadline)
 
 
 def _engine(demo: Demo) -> Engine:

@@ -189,3 +189,49 @@ def test_ui_command_is_a_plugin_of_the_cli() -> None:
     for option in ("--database-url", "--host", "--port", "--app", "--token"):
         assert option in shown.output
     assert "ui" in CliRunner().invoke(cli, ["--help"]).output
+
+
+def test_deadline_is_drawn_and_graph_shown_with_app(world: ConsoleWorld) -> None:
+    """A run under a workflow timeout shows its deadline marker; --app adds the Mermaid text."""
+    with world.reader() as reader, TestClient(create_app(reader)) as test_client:
+        page = test_client.get(f"/runs/{world.deadline}").text
+        assert 'class="marker"' in page
+        assert "deadline " in page
+        assert "start the console with <code>--app</code>" in page
+    engine = world.engine()
+    with engine, TestClient(create_app(engine, engine=engine)) as test_client:
+        page = test_client.get(f"/runs/{world.deadline}").text
+        assert '<pre class="mermaid">' in page
+        assert "sign-off" in page.split('<pre class="mermaid">')[1]
+
+
+def test_read_only_console_has_no_actions(client: TestClient, world: ConsoleWorld) -> None:
+    """Without --app the page has no forms, and a POST with a valid CSRF token is a 404."""
+    page = client.get(f"/runs/{world.waiting}").text
+    assert '<form class="inline' not in page
+    token = client.app.state.console.csrf.token(client.cookies["flowkit_csrf"])  # type: ignore[attr-defined]
+    refused = client.post(f"/runs/{world.waiting}/cancel", data={"csrf": token})
+    assert refused.status_code == 404
+
+
+def test_ui_command_serves_the_database_on_localhost(
+    world: ConsoleWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flowkit ui` binds 127.0.0.1:8765 by default and serves the database, token enforced."""
+    served: dict[str, Any] = {}
+
+    def fake_run(app: Any, host: str, port: int, log_level: str) -> None:
+        served.update(host=host, port=port)
+        with TestClient(app) as test_client:
+            served["without"] = test_client.get("/api/runs").status_code
+            served["with"] = test_client.get(
+                "/api/runs", headers={"Authorization": "Bearer t0k"}
+            ).status_code
+
+    monkeypatch.setattr("flowkit.ui.command.uvicorn.run", fake_run)
+    shown = CliRunner().invoke(cli, ["ui", "--database-url", world.url, "--token", "t0k"])
+    assert shown.exit_code == 0, shown.output
+    assert served == {"host": "127.0.0.1", "port": 8765, "without": 401, "with": 200}
+    missing = CliRunner().invoke(cli, ["ui", "--database-url", "sqlite:////nonexistent/x.db"])
+    assert missing.exit_code == 1
+    assert "no SQLite database" in missing.output
