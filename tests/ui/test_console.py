@@ -77,6 +77,10 @@ def test_list_filters_by_status_and_workflow(client: TestClient, world: ConsoleW
     future = client.get("/", params={"since": "2999-01-01T00:00:00"}).text
     assert "no runs found" in future
     assert "no runs found" in client.get("/", params={"version": "v-nope"}).text
+    assert "no runs found" in client.get("/", params={"until": "2000-01-01"}).text
+    assert world.done in client.get("/", params={"since": "1h", "until": "2999-01-01"}).text
+    assert client.get("/", params={"since": "yesterday"}).status_code == 400
+    assert client.get("/api/runs", params={"page": "0"}).status_code == 400
 
 
 def test_list_pages(client: TestClient) -> None:
