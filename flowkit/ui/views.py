@@ -2,7 +2,9 @@
 
 Runs are read with the command line's helpers (`list_runs`, `read_run`: `Engine.list` and
 `Engine.get`); the timeline's bars come from the run's step log as the store returns it
-(`Store.load`), one bar per attempt and per compensation, scaled to the run's span.
+(`Store.load`), one bar per stored attempt and per compensation, scaled to the run's span. The
+store keeps a row for a step's last attempt only (retried attempts leave none), so a retried
+step is one bar from its first attempt's start, labelled with the number of attempts.
 """
 
 from __future__ import annotations
