@@ -239,3 +239,21 @@ def test_ui_command_serves_the_database_on_localhost(
     missing = CliRunner().invoke(cli, ["ui", "--database-url", "sqlite:////nonexistent/x.db"])
     assert missing.exit_code == 1
     assert "no SQLite database" in missing.output
+
+
+def test_ui_command_without_the_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the ui extra is missing, `flowkit ui` exits 1 naming `pip install 'flowkit[ui]'`."""
+
+    class Missing:
+        name = "ui"
+
+        def load(self) -> Any:
+            raise ModuleNotFoundError("No module named 'starlette'", name="starlette")
+
+    monkeypatch.setattr("flowkit.cli._commands.entry_points", lambda group, name=None: [Missing()])
+    shown = CliRunner().invoke(cli, ["ui", "--port", "1"])
+    assert shown.exit_code == 1
+    assert "pip install 'flowkit[ui]'" in shown.output
+    assert "starlette" in shown.output
