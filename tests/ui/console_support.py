@@ -13,6 +13,7 @@ README's picture with it.
 from __future__ import annotations
 
 import io
+import shutil
 import socket
 import sys
 import threading
@@ -172,8 +173,9 @@ def chromium_driver() -> Any:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     options.add_argument("--window-size=1280,1400")
-    options.binary_location = "/usr/bin/chromium"
-    return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    return webdriver.Chrome(options=options, service=Service(driver))
 
 
 def save_run_screenshot(url: str, target: Path, pick: str = "done") -> list[float]:
