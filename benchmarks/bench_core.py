@@ -9,6 +9,13 @@ figures. structlog is configured to filter DEBUG out, as a production applicatio
     python benchmarks/bench_core.py            # full run, with the memory-flatness check
     python benchmarks/bench_core.py --quick    # a few seconds, no memory check
     python benchmarks/bench_core.py --json     # machine-readable
+    python benchmarks/bench_core.py --quick --otel sdk   # runs through an instrumented engine
+
+`--otel none` (the default) measures `workflow.run(...)` in memory, OpenTelemetry not even
+imported; `--otel engine` runs the same workflows through an `Engine` on a `MemoryStore`, not
+instrumented; `--otel sdk` through that engine instrumented by `flowkit.otel` with the
+OpenTelemetry SDK (spans to an exporter that drops them, metrics to an in-memory reader), so the
+difference between the last two is the cost of tracing.
 """
 
 from __future__ import annotations
@@ -183,23 +190,52 @@ async def _aloop(call: Callable[[], Awaitable[Any]], number: int) -> float:
     return time.perf_counter() - start
 
 
-def measure_sync(timer: Timer, n: int, fail: bool) -> dict[str, Any]:
+def engine_for(flow: Workflow[Any, Any], otel: str) -> Any:
+    """None for `--otel none`; else an engine on a MemoryStore, instrumented for `sdk`."""
+    if otel == "none":
+        return None
+    engine = flowkit.Engine(flowkit.MemoryStore(), [flow])
+    if otel == "sdk":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+        from opentelemetry.sdk.trace.export import SpanExportResult as Result
+
+        from flowkit.otel import instrument
+
+        class Dropping(SpanExporter):
+            def export(self, spans: Any) -> Result:
+                return Result.SUCCESS
+
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(Dropping()))
+        meters = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        instrument(engine, tracer_provider=tracer_provider, meter_provider=meters)
+    return engine
+
+
+def measure_sync(timer: Timer, n: int, fail: bool, otel: str = "none") -> dict[str, Any]:
     """flowkit and baseline seconds per run, sync steps."""
     flow = build_workflow(n, is_async=False, fail=fail)
     fns, comps = step_functions(n, is_async=False, fail=fail)
-    flow_s = timer.seconds_per_call(lambda: flow.run(0, throw_on_error=False))
+    engine = engine_for(flow, otel)
+    flow_s = timer.seconds_per_call(lambda: flow.run(0, throw_on_error=False, engine=engine))
     base_s = timer.seconds_per_call(lambda: baseline_saga(fns, comps, 0))
-    _check(flow.run(0, throw_on_error=False), fail)
+    _check(flow.run(0, throw_on_error=False, engine=engine), fail)
     return _row("sync", n, fail, flow_s, base_s)
 
 
-async def measure_async(timer: Timer, n: int, fail: bool) -> dict[str, Any]:
+async def measure_async(timer: Timer, n: int, fail: bool, otel: str = "none") -> dict[str, Any]:
     """flowkit (`await run_async`) and baseline seconds per run, async steps, on one loop."""
     flow = build_workflow(n, is_async=True, fail=fail)
     fns, comps = step_functions(n, is_async=True, fail=fail)
-    flow_s = await timer.seconds_per_call_async(lambda: flow.run_async(0, throw_on_error=False))
+    engine = engine_for(flow, otel)
+    flow_s = await timer.seconds_per_call_async(
+        lambda: flow.run_async(0, throw_on_error=False, engine=engine)
+    )
     base_s = await timer.seconds_per_call_async(lambda: baseline_saga_async(fns, comps, 0))
-    _check(await flow.run_async(0, throw_on_error=False), fail)
+    _check(await flow.run_async(0, throw_on_error=False, engine=engine), fail)
     return _row("async", n, fail, flow_s, base_s)
 
 
@@ -296,9 +332,15 @@ def print_table(report: dict[str, Any]) -> None:
         "warning": "structlog at WARNING (JSON lines to /dev/null): only failures are rendered",
         "unconfigured": "structlog unconfigured",
     }[env["structlog"]]
+    where = {
+        "none": "in memory",
+        "engine": "through an Engine on a MemoryStore",
+        "sdk": "through an Engine on a MemoryStore, traced by flowkit.otel (OpenTelemetry SDK)",
+    }[env["otel"]]
     print(
-        f"flowkit core, in memory: CPython {env['python']}, {env['cpus']} CPUs, "
-        f"best of {env['repeats']}; {logging_mode}"
+        f"flowkit core, {where}: CPython {env['python']}, {env['cpus']} CPUs, "
+        f"best of {env['repeats']}; {logging_mode}; OpenTelemetry "
+        f"{'imported' if env['opentelemetry_imported'] else 'not imported'}"
     )
     print("async rows: `await workflow.run_async(...)` on one running loop\n")
     header = (
@@ -363,15 +405,23 @@ def main(argv: list[str] | None = None) -> int:
         help="info: filter DEBUG out, render run outcomes (default); warning: render failures "
         "only; unconfigured: no logging",
     )
+    parser.add_argument(
+        "--otel",
+        choices=("none", "engine", "sdk"),
+        default="none",
+        help="none: in memory, no OpenTelemetry (default); engine: through an Engine on a "
+        "MemoryStore; sdk: that engine instrumented by flowkit.otel with the SDK",
+    )
     args = parser.parse_args(argv)
     if args.structlog != "unconfigured":
         configure_structlog(logging.INFO if args.structlog == "info" else logging.WARNING)
     repeats, min_time = (3, 0.02) if args.quick else (5, 0.1)
     timer = Timer(repeats, min_time)
-    rows = [measure_sync(timer, n, fail) for fail in (False, True) for n in SIZES]
+    otel = args.otel
+    rows = [measure_sync(timer, n, fail, otel) for fail in (False, True) for n in SIZES]
 
     async def async_rows() -> list[dict[str, Any]]:
-        return [await measure_async(timer, n, fail) for fail in (False, True) for n in SIZES]
+        return [await measure_async(timer, n, fail, otel) for fail in (False, True) for n in SIZES]
 
     rows += asyncio.run(async_rows())
     report: dict[str, Any] = {
@@ -381,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "repeats": repeats,
             "structlog": args.structlog,
+            "otel": otel,
+            "opentelemetry_imported": any(m.startswith("opentelemetry") for m in sys.modules),
             "flowkit": importlib.metadata.version("flowkit"),
         },
         "results": rows,

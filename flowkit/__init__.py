@@ -4,7 +4,9 @@ The public surface is re-exported here. Behind it the package is built in floors
 importing only from floors below its own (checked by the import-linter contract in
 `pyproject.toml`), top first:
 
-- tools: `cli` (the `flowkit` command) and `testing` (rollback exploration, fault plans);
+- tools: `ui` (the run console, `flowkit ui`, over the command line's reading helpers), then
+  `cli` (the `flowkit` command), `testing` (rollback exploration, fault plans) and `otel`
+  (OpenTelemetry spans and metrics from an engine's events; nothing imports it);
 - the engine: `engine` (the `Engine` facade) over its rooms `worker` (queues), `starting` (new
   and known transaction ids), `continuations` (signals, recovery, cancel), all sharing a
   `runtime` (store, workflows, identity, leases, driving a run through its store);

@@ -7,6 +7,12 @@ Read-only commands need only the database (`--database-url`, `FLOWKIT_DATABASE_U
     flowkit runs show TRANSACTION_ID [--json]
     flowkit purge [--older-than 7d]
     flowkit graph MODULE:WORKFLOW [--format mermaid|dot]
+    flowkit ui [--app MODULE:ATTR] [--host 127.0.0.1] [--port 8765] [--token T]
+
+`flowkit ui` (the run console, extra `ui`) is a plugin command: packages register commands under
+the `flowkit.commands` entry-point group and the group loads them when they are called. The
+helpers the console shares with `runs list` / `runs show` (reading runs, their `--json` shapes)
+are public in `flowkit.cli.reading`, which imports no database driver.
 
 Commands that run workflow code load your engine from `--app MODULE:ATTR` (an `Engine`, or a
 callable returning one)::
@@ -31,18 +37,27 @@ A new command that runs code takes the shared option and opens the engine for it
 from __future__ import annotations
 
 from flowkit.cli._commands import cli
-from flowkit.cli._loading import open_app_engine, open_read_engine
-from flowkit.cli._options import DEFAULT_DATABASE_URL, app_option, database_option
+from flowkit.cli._loading import load_engine, open_app_engine, open_read_engine
+from flowkit.cli._options import (
+    DEFAULT_DATABASE_URL,
+    BadValue,
+    app_option,
+    database_option,
+    search_path,
+)
 from flowkit.cli._worker import worker
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "BadValue",
     "app_option",
     "cli",
     "database_option",
+    "load_engine",
     "main",
     "open_app_engine",
     "open_read_engine",
+    "search_path",
 ]
 
 cli.add_command(worker)  # the one command defined outside `_commands`, wired here

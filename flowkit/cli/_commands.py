@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime, timedelta
+from importlib.metadata import entry_points
 from typing import Any
 
 import click
@@ -30,6 +31,9 @@ from flowkit.state import RunRecord, TransactionState
 __all__ = ["cli"]
 
 _SIGNAL_FAILURE = "failed by `flowkit signal`"
+PLUGIN_GROUP = "flowkit.commands"
+"""The entry-point group of commands other packages (and flowkit's extras) add to `flowkit`."""
+_EXTRAS = {"ui": "ui"}  # plugin command -> the extra that installs what it needs
 
 
 class FlowkitGroup(click.Group):
@@ -46,6 +50,39 @@ class FlowkitGroup(click.Group):
         except SQLAlchemyError as exc:
             first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise click.ClickException(f"database error: {first}") from None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The built-in commands and the plugins', sorted."""
+        plugins = {ep.name for ep in entry_points(group=PLUGIN_GROUP)}
+        return sorted(set(super().list_commands(ctx)) | plugins)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, or a plugin's, imported only when it is called."""
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        for ep in entry_points(group=PLUGIN_GROUP, name=cmd_name):
+            try:
+                loaded = ep.load()
+            except ImportError as exc:
+                return _missing_extra(cmd_name, exc)
+            return loaded if isinstance(loaded, click.Command) else None
+        return None
+
+
+def _missing_extra(name: str, exc: ImportError) -> click.Command:
+    """A stand-in for a plugin command whose dependencies are not installed."""
+    extra = _EXTRAS.get(name, name)
+
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def missing(args: tuple[str, ...]) -> None:
+        raise click.ClickException(
+            f"`flowkit {name}` needs the {extra!r} extra: pip install 'flowkit[{extra}]' ({exc})"
+        )
+
+    missing.help = f"(not installed: pip install 'flowkit[{extra}]')"
+    return missing
 
 
 def _console() -> Console:

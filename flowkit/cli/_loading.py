@@ -16,7 +16,7 @@ from flowkit.exceptions import FlowkitError, StoreError
 from flowkit.sqlalchemy import SqlStore
 from flowkit.workflow import Workflow
 
-__all__ = ["load_object", "load_workflow", "open_app_engine", "open_read_engine"]
+__all__ = ["load_engine", "load_object", "load_workflow", "open_app_engine", "open_read_engine"]
 
 
 def load_object(spec: str, option: str = "--app") -> Any:

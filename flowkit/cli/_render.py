@@ -22,6 +22,7 @@ from flowkit.state import RunRecord, RunResult, StepError
 
 __all__ = [
     "dumps",
+    "error_json",
     "jsonable",
     "print_result",
     "print_run",

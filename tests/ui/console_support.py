@@ -1,0 +1,214 @@
+"""A database made by the accept-payment demo for the console's tests, and the screenshot code.
+
+`make_console_db(url)` runs the demo once (a done accept-payment run, a capture and a refund),
+then parks a second accept-payment run at its 3-D Secure step (waiting), fails a third one's
+signal (compensated: errors and compensations), and runs a tiny workflow whose step output holds
+hostile HTML. `ConsoleWorld.engine()` is an engine with the demo's workflows, for `--app`.
+
+`save_run_screenshot(...)` is the one code path that drives headless Chromium: the browser test
+calls it with a tmp path, `python tests/ui/console_support.py docs/console-run.png` writes the
+README's picture with it.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+from rich.console import Console
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+for _path in (ROOT, ROOT / "examples"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from accept_payment import Demo, _walk_through, accept_payment_workflow  # noqa: E402
+
+import flowkit  # noqa: E402
+from flowkit import Engine, StepContext, WorkflowResponse, step, workflow  # noqa: E402
+from flowkit.sqlalchemy import SqlStore  # noqa: E402
+from flowkit.ui import create_app  # noqa: E402
+from payment.testing import get_test_provider  # noqa: E402
+
+HOSTILE = "<script>alert('pwned')</script>"
+WAITING_STEP = "await-payment-action"
+
+
+@step("echo")
+def echo_step(text: str, ctx: StepContext) -> dict[str, str]:
+    """Return the text it was given (a step output holding user data)."""
+    return {"note": text}
+
+
+@workflow("echo")
+def echo_workflow(text: flowkit.Ref[str]) -> WorkflowResponse[dict[str, str]]:
+    """One step that echoes its input."""
+    return WorkflowResponse(echo_step(text))
+
+
+@step("sign-off", async_completion=True)
+def sign_off(text: str, ctx: StepContext) -> str:
+    """Park until someone signs off."""
+    return f"asked: {text}"
+
+
+@workflow("sign-off", timeout=3600)
+def sign_off_workflow(text: flowkit.Ref[str]) -> WorkflowResponse[str]:
+    """One waiting step, under a deadline of an hour."""
+    return WorkflowResponse(sign_off(text))
+
+
+@frozen
+class ConsoleWorld:
+    """The demo's database and the transaction ids of its interesting runs."""
+
+    url: str
+    demo: Demo
+    done: str
+    waiting: str
+    reverted: str
+    hostile: str
+    deadline: str
+
+    def engine(self) -> Engine:
+        """An engine with the demo's workflows (and the echo one) on the database."""
+        engine = Engine(
+            SqlStore(self.url),
+            [*self.demo.workflows, echo_workflow, sign_off_workflow],
+            container=self.demo.registry,
+        )
+        return engine
+
+    def reader(self) -> Engine:
+        """An engine without workflows on the database, as `flowkit ui` reads with."""
+        return Engine(SqlStore(self.url))
+
+    def complete_challenge(self, transaction_id: str) -> None:
+        """The customer passes 3-D Secure for the session of a waiting run."""
+        cart_id = transaction_id.removeprefix("accept-")
+        collection = self.demo.module.retrieve_payment_collection_for_cart(cart_id)
+        get_test_provider(self.demo.module).complete_action(collection.sessions[-1].id)
+
+    def close(self) -> None:
+        """Release the demo's connections."""
+        self.demo.close()
+
+
+def _park(demo: Demo, engine: Engine, cart: str) -> str:
+    demo.carts.add_cart(cart, Decimal("42.00"), "usd")
+    tx = f"accept-{cart}"
+    request = {"cart_id": cart, "data": {"scenario": "requires_more"}}
+    engine.run(accept_payment_workflow, request, transaction_id=tx)
+    return tx
+
+
+def make_console_db(url: str) -> ConsoleWorld:
+    """Run the demo on `url` and add the waiting, reverted and hostile runs."""
+    quiet = Console(file=io.StringIO())
+    demo = Demo(url, quiet)
+    _walk_through(demo, quiet)
+    done = next(r.transaction_id for r in _engine(demo).list(workflow="accept-payment"))
+    engine = Engine(
+        SqlStore(url), [*demo.workflows, echo_workflow, sign_off_workflow], container=demo.registry
+    )
+    with engine:
+        waiting = _park(demo, engine, "cart_waiting")
+        reverted = _park(demo, engine, "cart_declined")
+        engine.set_step_failure(reverted, WAITING_STEP, "the customer failed 3-D Secure")
+        deadline = "sign-off-1"
+        engine.run(sign_off_workflow, "the refund", transaction_id=deadline)
+        hostile = "echo-hostile"
+        engine.run(echo_workflow, HOSTILE, transaction_id=hostile)
+    return ConsoleWorld(url, demo, done, waiting, reverted, hostile, deadline)
+
+
+def _engine(demo: Demo) -> Engine:
+    return Engine(SqlStore(demo.database_url), demo.workflows)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free port in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(500):  # waiting for a server thread to bind, not measuring time
+        if server.started:
+            break
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def chromium_driver() -> Any:
+    """A headless Chromium (the system's `chromium` and `chromedriver`) driven by Selenium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1280,1400")
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    return webdriver.Chrome(options=options, service=Service(driver))
+
+
+def save_run_screenshot(url: str, target: Path, pick: str = "done") -> list[float]:
+    """Make the demo's database at `url`, serve the console on it with uvicorn, open the page
+    of one run (`pick`: a `ConsoleWorld` field, the done accept-payment run by default) in
+    headless Chromium and save a PNG at `target`.
+
+    Returns:
+        The drawn widths (CSS pixels) of the timeline's bars.
+    """
+    from selenium.webdriver.common.by import By
+
+    world = make_console_db(url)
+    try:
+        with world.reader() as reader, serve(create_app(reader)) as base:
+            driver = chromium_driver()
+            try:
+                driver.get(f"{base}/runs/{getattr(world, pick)}")
+                bars = driver.find_elements(By.CSS_SELECTOR, ".timeline .bar")
+                widths = [float(bar.rect["width"]) for bar in bars]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                driver.save_screenshot(str(target))
+            finally:
+                driver.quit()
+    finally:
+        world.close()
+    return widths
+
+
+if __name__ == "__main__":  # python tests/ui/console_support.py docs/console-run.png
+    import tempfile
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/console-run.png")
+    with tempfile.TemporaryDirectory() as tmp:
+        drawn = save_run_screenshot(f"sqlite:///{tmp}/console.db", out)
+    print(f"wrote {out} ({len(drawn)} bars)")
