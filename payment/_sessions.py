@@ -21,6 +21,7 @@ from payment.domain import (
     SessionStatus,
     thaw_json,
 )
+from payment.domain.cards import refuse_card_numbers
 from payment.exceptions import (
     InvalidData,
     NotFound,
@@ -240,9 +241,11 @@ class SessionMethods(ModuleCore):
             PaymentActionRequired: the customer must act first (``requires_more``).
             PaymentNotAuthorized: declined (``error``), ``pending`` or ``canceled``.
             ProviderError: no usable answer (nothing is recorded; retry with the same key).
+            InvalidData: the context holds a card number.
         """
         if not isinstance(session_id, str):
             raise InvalidData("session_id", f"expected a string, not {type(session_id).__name__}")
+        refuse_card_numbers(context, "context")
         with self._session_lock(session_id):  # concurrent callers: one provider call
             return self._authorize(session_id, context)
 
