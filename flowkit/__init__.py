@@ -32,6 +32,7 @@ from flowkit.events import Event
 from flowkit.exceptions import (
     CompensationFailed,
     DefinitionError,
+    EncryptionKeyMissing,
     FlowkitError,
     IncompatibleRun,
     InjectedFailure,
@@ -41,6 +42,7 @@ from flowkit.exceptions import (
     ProcessKilled,
     RunNotFound,
     SchemaMismatch,
+    SecretNotProtected,
     ServiceNotFound,
     SignalledFailure,
     SimulatedCrash,
@@ -58,6 +60,7 @@ from flowkit.memory import MemoryStore
 from flowkit.recording import create_hook, parallelize, transform, when
 from flowkit.refs import Ref
 from flowkit.retry import RetryPolicy
+from flowkit.secret import Secret
 from flowkit.state import RunRecord, RunResult, StepError, StepRecord, StepState, TransactionState
 from flowkit.step import Step, StepContext, StepResponse, step
 from flowkit.worker import Queue, WorkReport
@@ -66,6 +69,7 @@ from flowkit.workflow import Workflow, WorkflowResponse, workflow
 __all__ = [
     "CompensationFailed",
     "DefinitionError",
+    "EncryptionKeyMissing",
     "Engine",
     "Event",
     "FlowkitError",
@@ -86,6 +90,8 @@ __all__ = [
     "RunResult",
     "SchemaMismatch",
     "Scope",
+    "Secret",
+    "SecretNotProtected",
     "ServiceNotFound",
     "SignalledFailure",
     "SimulatedCrash",

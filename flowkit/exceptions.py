@@ -11,6 +11,8 @@ The tree (each class also subclasses the builtin a caller would naturally catch)
     ├── CompensationFailed (ExceptionGroup)  a run ended `failed`: its errors, grouped
     ├── StoredError                          a finished run's error, read back from a store
     ├── NotSerializable (TypeError)          a value a durable run cannot store
+    ├── SecretNotProtected (TypeError)       a `Secret` on an engine without encryption
+    ├── EncryptionKeyMissing (LookupError)   a stored value's key is not held
     ├── RunNotFound (LookupError)            no run (or no such step) under that id
     ├── UnknownWorkflow (LookupError)        a stored run of a workflow the engine does not hold
     ├── IncompatibleRun                      a run has checkpoints of steps its workflow lacks
@@ -36,6 +38,7 @@ from typing import Any
 __all__ = [
     "CompensationFailed",
     "DefinitionError",
+    "EncryptionKeyMissing",
     "FlowkitError",
     "IncompatibleRun",
     "InjectedFailure",
@@ -45,6 +48,7 @@ __all__ = [
     "ProcessKilled",
     "RunNotFound",
     "SchemaMismatch",
+    "SecretNotProtected",
     "ServiceNotFound",
     "SignalledFailure",
     "SimulatedCrash",
@@ -175,6 +179,36 @@ class NotSerializable(FlowkitError, TypeError):
         self.where = where
         detail = f": {reason}" if reason else ""
         super().__init__(f"cannot store {where} of type {value_type}{detail}")
+
+
+class SecretNotProtected(FlowkitError, TypeError):
+    """A `flowkit.Secret` would be stored by an engine that has no `encryption`.
+
+    Attributes:
+        where: What was being stored (the run's input, a step's output...).
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"cannot store {where}: it holds a flowkit.Secret and the engine has no encryption "
+            "(give Engine(..., encryption=flowkit.Encryption(...)))"
+        )
+
+
+class EncryptionKeyMissing(FlowkitError, LookupError):
+    """A stored value was encrypted under a key this engine does not hold.
+
+    Attributes:
+        key_id: The key the value names.
+    """
+
+    def __init__(self, key_id: str, detail: str = "") -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"a stored value is encrypted with key {key_id!r}, which is not held"
+            + (f" ({detail})" if detail else "")
+        )
 
 
 class RunNotFound(FlowkitError, LookupError):

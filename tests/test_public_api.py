@@ -11,6 +11,7 @@ import flowkit
 EXPECTED = [
     "CompensationFailed",
     "DefinitionError",
+    "EncryptionKeyMissing",
     "Engine",
     "Event",
     "FlowkitError",
@@ -31,6 +32,8 @@ EXPECTED = [
     "RunResult",
     "SchemaMismatch",
     "Scope",
+    "Secret",
+    "SecretNotProtected",
     "ServiceNotFound",
     "SignalledFailure",
     "SimulatedCrash",
