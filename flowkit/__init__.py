@@ -17,9 +17,11 @@ importing only from floors below its own (checked by the import-linter contract 
   `leases` (keeping them alive);
 - definition: `plan` and `graph` (compiled from the recording), `recording` (the builder and
   the DSL: `transform`, `when`, `parallelize`, `create_hook`), `step`, `refs` (`Ref`), `retry`;
-- foundation: `sqlalchemy` and `memory` (stores), `reading` (runs read back), `store` (the
-  protocol and its records), `codec`, `container`, `events`, `outcome`, `state`,
-  `exceptions`, `syncscope`, `emitting`, `loop`.
+- foundation: `sqlalchemy` and `memory` (stores), `sealing` (the one seam where values are
+  encrypted on their way to a store and opened on their way back), `reading` (runs read
+  back), `store` (the protocol and its records), `codec`, `container`, `events`, `outcome`,
+  `encryption` (keys and AES-GCM blobs), `state`, `exceptions`, `syncscope`, `emitting`,
+  `loop`, `secret` (`Secret`).
 
 Names without a leading underscore in those modules are the package's internal API; the names
 re-exported here are the public one.
@@ -27,6 +29,7 @@ re-exported here are the public one.
 
 from flowkit.container import Registry, Scope
 from flowkit.continuations import RecoveryReport, SkippedRun
+from flowkit.encryption import Encryption
 from flowkit.engine import Engine
 from flowkit.events import Event
 from flowkit.exceptions import (
@@ -69,6 +72,7 @@ from flowkit.workflow import Workflow, WorkflowResponse, workflow
 __all__ = [
     "CompensationFailed",
     "DefinitionError",
+    "Encryption",
     "EncryptionKeyMissing",
     "Engine",
     "Event",

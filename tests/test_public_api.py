@@ -11,6 +11,7 @@ import flowkit
 EXPECTED = [
     "CompensationFailed",
     "DefinitionError",
+    "Encryption",
     "EncryptionKeyMissing",
     "Engine",
     "Event",
