@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from sealed_app import ALL, MARKERS, Payload, sealed, sealed_wait
 
 from flowkit import (
@@ -20,6 +21,7 @@ from flowkit import (
     TransactionConflict,
     TransactionState,
 )
+from flowkit.cli import cli
 from flowkit.reading import ENCRYPTED
 from flowkit.sqlalchemy import SqlStore
 from flowkit.testing.faults import Crash, FailurePlan, PlanFaults
@@ -204,3 +206,38 @@ def test_key_file_and_bad_keys(tmp_path: Path) -> None:
         Encryption({"k:1": K1}, "k:1")
     assert len(Encryption.new_key()) == 32
     assert "1111" not in repr(keys())
+
+
+def test_cli_shows_encrypted_without_key_file_and_clear_with_it(url: str, tmp_path: Path) -> None:
+    """`runs show`/`runs list` print <encrypted> without --key-file and the values with it."""
+    with engine(url, keys()) as eng:
+        eng.run(
+            sealed,
+            Payload("MARK-INPUT-cli", fail=True),
+            transaction_id="tx-cli",
+            throw_on_error=False,
+        )
+    key_file = tmp_path / "keys.json"
+    key_file.write_text(
+        json.dumps({"primary": "k1", "keys": {"k1": base64.b64encode(K1).decode()}})
+    )
+    runner = CliRunner()
+    hidden = runner.invoke(cli, ["runs", "show", "tx-cli", "--json", "--database-url", url])
+    assert hidden.exit_code == 0, hidden.output
+    shown = json.loads(hidden.stdout)
+    assert (shown["input"], shown["status"]) == (ENCRYPTED, "reverted")
+    assert "MARK" not in hidden.output
+    listed = runner.invoke(cli, ["runs", "list", "--database-url", url])
+    assert listed.exit_code == 0
+    assert "tx-cli" in listed.output
+    assert "MARK" not in listed.output
+    clear = runner.invoke(
+        cli,
+        ["runs", "show", "tx-cli", "--json", "--database-url", url, "--key-file", str(key_file)],
+    )
+    assert clear.exit_code == 0, clear.output
+    assert "MARK-INPUT-cli" in clear.stdout
+    assert "MARK-ERROR" in clear.stdout
+    bad = runner.invoke(cli, ["runs", "list", "--database-url", url, "--key-file", str(tmp_path)])
+    assert bad.exit_code == 2
+    assert "--key-file" in bad.output
