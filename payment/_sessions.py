@@ -94,6 +94,8 @@ class SessionMethods(ModuleCore):
             InvalidCurrency, InvalidAmount, InvalidData: refused arguments.
             ProviderError: the provider gave no usable answer (no session is left behind).
         """
+        refuse_card_numbers(data, "data")  # before anything is read or written
+        refuse_card_numbers(context, "context")
         key = check_key(idempotency_key)
         with self._store.write() as repo:
             before = self._locked(repo, collection_id)
@@ -155,6 +157,8 @@ class SessionMethods(ModuleCore):
             InvalidCurrency, InvalidAmount, InvalidData: refused values.
             ProviderError: the provider refused (nothing is changed).
         """
+        refuse_card_numbers(data, "data")  # before anything is read or sent
+        refuse_card_numbers(context, "context")
         changes: dict[str, Any] = {"amount": amount, "currency_code": currency_code}
         with self._store.read() as repo:
             collection = self._collection_of(repo, session_id=session_id)
