@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from rich.console import Console
 from sealed_app import ALL, MARKERS, Payload, sealed, sealed_wait
 
 from flowkit import (
@@ -25,6 +29,12 @@ from flowkit.cli import cli
 from flowkit.reading import ENCRYPTED
 from flowkit.sqlalchemy import SqlStore
 from flowkit.testing.faults import Crash, FailurePlan, PlanFaults
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:  # the examples live beside the packages, not inside one
+    sys.path.insert(0, ROOT)
+
+from examples.accept_payment import run_demo  # noqa: E402
 
 K1, K2 = b"1" * 32, b"2" * 32
 
@@ -241,3 +251,22 @@ def test_cli_shows_encrypted_without_key_file_and_clear_with_it(url: str, tmp_pa
     bad = runner.invoke(cli, ["runs", "list", "--database-url", url, "--key-file", str(tmp_path)])
     assert bad.exit_code == 2
     assert "--key-file" in bad.output
+
+
+def test_whole_demo_flow_with_encryption(tmp_path: Path) -> None:
+    """The accept-payment demo (3-D Secure, resume, capture, refund) runs with encryption on and
+    leaves no run value readable in the flowkit tables."""
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    collection = run_demo(url, Console(file=io.StringIO()), keys())
+    assert (collection.captured_amount, collection.refunded_amount) == (
+        Decimal("80.00"),
+        Decimal("30.00"),
+    )
+    db = sa.create_engine(url)
+    with db.connect() as conn:
+        names = [n for n in sa.inspect(conn).get_table_names() if n.startswith("flowkit_")]
+        stored = repr([list(conn.execute(sa.text(f'SELECT * FROM "{n}"'))) for n in names])
+    db.dispose()
+    assert "accept-cart_" in stored  # ids in clear
+    for marker in ("customer returned an item", "requires_more", "3ds", "80.00", "pay_col_"):
+        assert marker not in stored, marker
