@@ -12,8 +12,11 @@ so that every commit fsyncs by itself (15 fsyncs per flow instead of 9). A third
 same flow with no durability at all: runs kept in memory (`MemoryStore`, no checkpoint) and
 payment writes committed without fsync. It is the ceiling that no fsync or checkpoint
 optimization can pass on this machine. The SQLite shops take turns in slices, so machine noise
-falls on all of them alike. A raw INSERT+COMMIT with `synchronous=FULL` is timed too: a flow
-commits at least nine times that way (two run records, seven step checkpoints).
+falls on all of them alike. Rows marked "+enc" run the same flow with `Engine(...,
+encryption=...)` (issue 24: every stored run value AES-GCM encrypted; target: at most 10 %
+fewer flows/s than the clear row, same run). A raw INSERT+COMMIT with `synchronous=FULL` is
+timed too: a flow commits at least nine times that way (two run records, seven step
+checkpoints).
 
 Usage: python benchmarks/bench_accept_payment.py [--flows 300] [--threads 1 8 16] [--rounds 10]
        [--no-postgres] [--json]
@@ -59,7 +62,9 @@ DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 class Shop:
     """One database, the payment module, carts in memory, an engine."""
 
-    def __init__(self, url: str, *, defer_sync: bool = True, durable: bool = True) -> None:
+    def __init__(
+        self, url: str, *, defer_sync: bool = True, durable: bool = True, encrypted: bool = False
+    ) -> None:
         self.store: Store
         if durable:
             sql_store = SqlStore(url)
@@ -76,8 +81,12 @@ class Shop:
         registry = flowkit.Registry()
         register(registry, self.module)
         registry.register_value(CartService, self.carts)
+        keys = flowkit.Encryption({"bench": flowkit.Encryption.new_key()}, "bench")
         self.engine = Engine(
-            self.store, [accept_payment_workflow, capture_payment_workflow], container=registry
+            self.store,
+            [accept_payment_workflow, capture_payment_workflow],
+            container=registry,
+            encryption=keys if encrypted else None,
         )
 
     @contextmanager
@@ -197,8 +206,10 @@ def main() -> int:
         deferred = f"sqlite:///{Path(tmp) / 'deferred.db'}"
         fsynced = f"sqlite:///{Path(tmp) / 'fsynced.db'}"
         volatile = f"sqlite:///{Path(tmp) / 'volatile.db'}"
+        sealed = f"sqlite:///{Path(tmp) / 'sealed.db'}"
         sqlite_shops: dict[str, Callable[[], Shop]] = {
             "SQLite WAL FULL": lambda: Shop(deferred),
+            "SQLite WAL FULL +enc": lambda: Shop(sealed, encrypted=True),
             "  each commit fsync": lambda: Shop(fsynced, defer_sync=False),
             "  no durability": lambda: Shop(volatile, durable=False),
         }
@@ -207,15 +218,20 @@ def main() -> int:
         raw_us = (raw_us + raw_sqlite_commit(Path(tmp) / "raw.db", "FULL", 300)) / 2  # both ends
     if not args.no_postgres:
         scratch = postgres_database(args.postgres_url)
-        if scratch is not None:
+        sealed_scratch = postgres_database(args.postgres_url) if scratch is not None else None
+        if scratch is not None and sealed_scratch is not None:
             url, (admin, name) = scratch
-            try:
-                rows += measure_database(
-                    {"PostgreSQL": lambda: Shop(url)}, args.flows, args.threads, 1
-                )
+            sealed_url, (sealed_admin, sealed_name) = sealed_scratch
+            try:  # one database each: their connection pools and locks do not meet
+                pg_shops: dict[str, Callable[[], Shop]] = {
+                    "PostgreSQL": lambda: Shop(url),
+                    "PostgreSQL +enc": lambda: Shop(sealed_url, encrypted=True),
+                }
+                rows += measure_database(pg_shops, args.flows, args.threads, 2)
             finally:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                admin.close()
+                for conn, db in ((admin, name), (sealed_admin, sealed_name)):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                    conn.close()
     if args.json:
         print(json.dumps({"flows_per_second": rows, "raw_commit_us": raw_us}, indent=2))
         return 0
@@ -237,6 +253,16 @@ def main() -> int:
         f"\nraw sqlite3 INSERT+COMMIT, WAL, synchronous=FULL: {raw_us:.0f} µs "
         f"(nine per flow: {9 * raw_us / 1e3:.2f} ms, where 400 flows/s allow 2.50 ms a flow)"
     )
+    by_name = {row["database"]: row for row in rows}
+    for name, row in by_name.items():
+        if name.endswith(" +enc") and name[:-5] in by_name:
+            clear = by_name[name[:-5]]
+            costs = [1 - row[f"threads_{n}"] / clear[f"threads_{n}"] for n in args.threads]
+            print(
+                f"encryption cost, {name[:-5]}: "
+                + ", ".join(f"{c * 100:.1f} %" for c in costs)
+                + f" of flows/s (target <= 10 %: {'met' if max(costs) <= 0.10 else 'NOT MET'})"
+            )
     best = max(v for k, v in rows[0].items() if k.startswith("threads_"))
     print(
         f"target (SQLite WAL FULL): >= 400 flows/s; best {best:.0f} "

@@ -5,7 +5,9 @@ floor of any durable step), then flowkit runs of N trivial steps through an `Eng
 `SqlStore` (per step: the run's start and end are spread over its steps, as a user pays them),
 and steps/s with 16 runs in concurrent threads (group commit) against the one-commit-per-step
 limit. Targets (issue 3): one durable step <= 1.3x a raw commit (SQLite, synchronous FULL);
-16 concurrent runs >= 2x the one-commit-per-step limit; 10 vs 200 steps within 1.3x.
+16 concurrent runs >= 2x the one-commit-per-step limit; 10 vs 200 steps within 1.3x. Rows
+marked "+enc" run the same with `Engine(..., encryption=...)` (issue 24: every stored value
+AES-GCM encrypted), which must cost at most 10 % of the flows/s of the row above it.
 
 Usage: python benchmarks/bench_durable.py [--json] [--quick] [--postgres-url URL | --no-postgres]
 """
@@ -26,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flowkit import Engine, StepContext, Workflow, WorkflowResponse, step, workflow
+from flowkit import Encryption, Engine, StepContext, Workflow, WorkflowResponse, step, workflow
 from flowkit.sqlalchemy import SqlStore
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -122,13 +124,16 @@ def concurrent_steps_per_second(engine: Engine, flow: Workflow[Any, Any], n: int
     return threads * runs_each * n / elapsed
 
 
-def measure_database(label: str, url: str, raw_us: float, quick: bool) -> dict[str, Any]:
-    """Every flowkit figure for one database configuration."""
+def measure_database(
+    label: str, url: str, raw_us: float, quick: bool, encrypted: bool = False
+) -> dict[str, Any]:
+    """Every flowkit figure for one database configuration (`encrypted`: with encryption)."""
     store = (
         SqlStore(url, synchronous=_sync_of(label)) if url.startswith("sqlite") else SqlStore(url)
     )
     store.create_all()
-    engine = Engine(store)
+    keys = Encryption({"bench": Encryption.new_key()}, "bench") if encrypted else None
+    engine = Engine(store, encryption=keys)
     budget = 150 if quick else 400  # steps per sample
     flows = {n: chain(n) for n in (1, 10, 50, 200)}
     rows = {n: per_step(engine, flows[n], n, max(budget // n, 3)) for n in flows}
@@ -136,8 +141,9 @@ def measure_database(label: str, url: str, raw_us: float, quick: bool) -> dict[s
     commits, checkpoints = store.group_stats
     engine.close()
     return {
-        "database": label,
+        "database": label + (" +enc" if encrypted else ""),
         "raw_commit_us": raw_us,
+        "flows_per_s_n10": 1e6 / (rows[10] * 10),
         "us_per_step": rows,
         "ratio_n10": rows[10] / raw_us,
         "concurrent_steps_per_s": steps_per_second,
@@ -188,11 +194,15 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             )
             url = f"sqlite:///{Path(tmp) / f'flowkit-{sync}.db'}"
             results.append(measure_database(f"SQLite WAL {sync}", url, raw, args.quick))
+            if sync == "FULL":
+                url = f"sqlite:///{Path(tmp) / f'flowkit-{sync}-enc.db'}"
+                results.append(measure_database(f"SQLite WAL {sync}", url, raw, args.quick, True))
     if not args.no_postgres:
         with scratch_postgres(args.postgres_url) as url:
             if url is not None:
                 raw = min(raw_postgres_commit(url, raw_count) for _ in range(3))
                 results.append(measure_database("PostgreSQL", url, raw, args.quick))
+                results.append(measure_database("PostgreSQL", url, raw, args.quick, True))
     return results
 
 
@@ -200,7 +210,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     """The human-readable report."""
     print(f"flowkit durable runs: CPython {platform.python_version()}, {os.cpu_count()} CPUs\n")
     head = (
-        f"{'database':<18} {'raw commit':>10} {'N=1':>8} {'N=10':>8} {'N=50':>8} {'N=200':>8}"
+        f"{'database':<20} {'raw commit':>10} {'N=1':>8} {'N=10':>8} {'N=50':>8} {'N=200':>8}"
         f" {'N=10/raw':>9} {'16 runs steps/s':>16} {'x commit limit':>15}"
     )
     print(head)
@@ -208,7 +218,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for r in results:
         s = r["us_per_step"]
         print(
-            f"{r['database']:<18} {r['raw_commit_us']:>8.1f}µs {s[1]:>6.1f}µs {s[10]:>6.1f}µs "
+            f"{r['database']:<20} {r['raw_commit_us']:>8.1f}µs {s[1]:>6.1f}µs {s[10]:>6.1f}µs "
             f"{s[50]:>6.1f}µs {s[200]:>6.1f}µs {r['ratio_n10']:>8.2f}x "
             f"{r['concurrent_steps_per_s']:>16.0f} {r['concurrency_gain']:>14.2f}x"
         )
@@ -219,6 +229,17 @@ def print_table(results: list[dict[str, Any]]) -> None:
         _target("one durable step (N=10) / raw commit", full["ratio_n10"], 1.3, "<=")
         _target("16 concurrent runs / commit limit", full["concurrency_gain"], 2.0, ">=")
         _target("per step, 200 vs 10 steps", full["flatness_200_vs_10"], 1.3, "<=")
+    by_name = {r["database"]: r for r in results}
+    pairs = [(by_name[n[:-5]], r) for n, r in by_name.items() if n.endswith(" +enc")]
+    if pairs:
+        print("encryption (issue 24): flows/s of 10-step runs, +enc vs clear, same run:")
+    for clear, enc in pairs:
+        cost = 1 - enc["flows_per_s_n10"] / clear["flows_per_s_n10"]
+        print(
+            f"  {clear['database']:<18} {clear['flows_per_s_n10']:>8.1f} -> "
+            f"{enc['flows_per_s_n10']:>8.1f} flows/s  cost {cost * 100:>5.1f} %   target <= 10 % "
+            f"{'met' if cost <= 0.10 else 'NOT MET'}"
+        )
 
 
 def _target(name: str, value: float, limit: float, op: Callable[..., Any] | str) -> None:

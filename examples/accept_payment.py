@@ -106,9 +106,12 @@ class LivePrinter:
 class Demo:
     """The demo's composition root: one database file, one engine per 'process'."""
 
-    def __init__(self, database_url: str, console: Console) -> None:
+    def __init__(
+        self, database_url: str, console: Console, encryption: flowkit.Encryption | None = None
+    ) -> None:
         self.database_url = database_url
         self.console = console
+        self.encryption = encryption
         self.store = SqlStore(database_url)
         self.store.create_all()
         self.module = make_payment_module(database_url)
@@ -124,7 +127,12 @@ class Demo:
 
     def engine(self) -> Engine:
         """A new engine on the same database, printing its events."""
-        engine = Engine(SqlStore(self.database_url), self.workflows, container=self.registry)
+        engine = Engine(
+            SqlStore(self.database_url),
+            self.workflows,
+            container=self.registry,
+            encryption=self.encryption,
+        )
         engine.subscribe(LivePrinter(self.console))
         return engine
 
@@ -134,9 +142,12 @@ class Demo:
         self.store.close()
 
 
-def run_demo(database_url: str, console: Console) -> PaymentCollection:
-    """The whole flow; returns the collection as it ends."""
-    demo = Demo(database_url, console)
+def run_demo(
+    database_url: str, console: Console, encryption: flowkit.Encryption | None = None
+) -> PaymentCollection:
+    """The whole flow (with `encryption`, every stored run value encrypted); returns the
+    collection as it ends."""
+    demo = Demo(database_url, console, encryption)
     try:
         return _walk_through(demo, console)
     finally:
@@ -214,10 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo and print the summary."""
     parser = argparse.ArgumentParser(description="The accept-payment flow, end to end.")
     parser.add_argument("--database", default=DEFAULT_DATABASE, help="a SQLAlchemy URL")
+    parser.add_argument("--key-file", help="encrypt stored run values with these keys (JSON)")
     args = parser.parse_args(argv)
     console = Console(highlight=False, width=132)
     started = time.perf_counter()
-    collection = run_demo(args.database, console)
+    keys = flowkit.Encryption.from_key_file(args.key_file) if args.key_file else None
+    collection = run_demo(args.database, console, keys)
     console.print(summary(collection))
     console.print(f"\nfinished in {time.perf_counter() - started:.2f} s")
     return 0

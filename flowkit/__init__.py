@@ -20,9 +20,11 @@ importing only from floors below its own (checked by the import-linter contract 
 - definition: `plan`, `graph` and `fingerprint` (compiled from the recording; the fingerprint
   is the digest a durable run records, see §11 of the spec), `recording` (the builder and
   the DSL: `transform`, `when`, `parallelize`, `create_hook`), `step`, `refs` (`Ref`), `retry`;
-- foundation: `sqlalchemy` and `memory` (stores), `reading` (runs read back), `store` (the
-  protocol and its records), `codec`, `container`, `events`, `outcome`, `state`,
-  `exceptions`, `syncscope`, `emitting`, `loop`.
+- foundation: `sqlalchemy` and `memory` (stores), `sealing` (the one seam where values are
+  encrypted on their way to a store and opened on their way back), `reading` (runs read
+  back), `store` (the protocol and its records), `codec`, `container`, `events`, `outcome`,
+  `encryption` (keys and AES-GCM blobs), `state`, `exceptions`, `syncscope`, `emitting`,
+  `loop`, `secret` (`Secret`).
 
 Names without a leading underscore in those modules are the package's internal API; the names
 re-exported here are the public one.
@@ -30,11 +32,13 @@ re-exported here are the public one.
 
 from flowkit.container import Registry, Scope
 from flowkit.continuations import RecoveryReport, SkippedRun
+from flowkit.encryption import Encryption
 from flowkit.engine import Engine
 from flowkit.events import Event
 from flowkit.exceptions import (
     CompensationFailed,
     DefinitionError,
+    EncryptionKeyMissing,
     FlowkitError,
     IncompatibleRun,
     InjectedFailure,
@@ -44,6 +48,7 @@ from flowkit.exceptions import (
     ProcessKilled,
     RunNotFound,
     SchemaMismatch,
+    SecretNotProtected,
     ServiceNotFound,
     SignalledFailure,
     SimulatedCrash,
@@ -62,6 +67,7 @@ from flowkit.memory import MemoryStore
 from flowkit.recording import create_hook, parallelize, transform, when
 from flowkit.refs import Ref
 from flowkit.retry import RetryPolicy
+from flowkit.secret import Secret
 from flowkit.state import RunRecord, RunResult, StepError, StepRecord, StepState, TransactionState
 from flowkit.step import Step, StepContext, StepResponse, step
 from flowkit.worker import Queue, WorkReport
@@ -70,6 +76,8 @@ from flowkit.workflow import Workflow, WorkflowResponse, workflow
 __all__ = [
     "CompensationFailed",
     "DefinitionError",
+    "Encryption",
+    "EncryptionKeyMissing",
     "Engine",
     "Event",
     "FlowkitError",
@@ -90,6 +98,8 @@ __all__ = [
     "RunResult",
     "SchemaMismatch",
     "Scope",
+    "Secret",
+    "SecretNotProtected",
     "ServiceNotFound",
     "SignalledFailure",
     "SimulatedCrash",

@@ -13,6 +13,7 @@ value decodes to exactly what was encoded even where no type annotation says wha
     other Mapping           as a dict (an attrs converter may turn it back into its type)
     Enum member             {"$enum": "module:Class", "value": ...}
     attrs / dataclass       {"$type": "module:Class", "fields": {...}}
+    flowkit.Secret          {"$secret": ...} (only when the store encrypts: `protected`)
 
 Instances are rebuilt by cattrs' generated structuring functions (which know attrs aliases,
 private attributes and keyword-only fields), fed with values this module already decoded.
@@ -36,7 +37,9 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
-from flowkit.exceptions import NotSerializable
+from flowkit.encryption import is_sealed, key_id_of
+from flowkit.exceptions import EncryptionKeyMissing, NotSerializable, SecretNotProtected
+from flowkit.secret import Secret
 
 __all__ = ["Codec"]
 
@@ -45,9 +48,15 @@ _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 class Codec:
-    """Encodes values to JSON text and back, exactly (one per store; thread-safe)."""
+    """Encodes values to JSON text and back, exactly (one per store; thread-safe).
 
-    def __init__(self) -> None:
+    Args:
+        protected: The text is encrypted before it is stored (`flowkit.Encryption`), so
+            `flowkit.Secret` values may be encoded; without it they raise `SecretNotProtected`.
+    """
+
+    def __init__(self, *, protected: bool = False) -> None:
+        self.protected = protected
         self._classes: dict[str, type] = {}
         self._paths: dict[type, str] = {}
         # cattrs builds instances (it knows attrs aliases, private and keyword-only fields);
@@ -68,6 +77,7 @@ class Codec:
             set: lambda v: {"$set": self._sorted([self.to_json(x) for x in v])},
             frozenset: lambda v: {"$frozenset": self._sorted([self.to_json(x) for x in v])},
             dict: self._encode_dict,
+            Secret: self._encode_secret,
         }
 
     # --- public ----------------------------------------------------------------------------
@@ -81,6 +91,7 @@ class Codec:
 
         Raises:
             NotSerializable: the value (or something inside it) cannot be stored.
+            SecretNotProtected: it holds a `flowkit.Secret` and the codec is not `protected`.
         """
         if type(value) in _PLAIN:
             return _encode(value)
@@ -89,11 +100,19 @@ class Codec:
         except NotSerializable as exc:
             place = where() if callable(where) else where
             raise NotSerializable(exc.value_type, place, str(exc).split(": ", 1)[-1]) from None
+        except SecretNotProtected:
+            raise SecretNotProtected(where() if callable(where) else where) from None
 
     def loads(self, text: str | None) -> Any:
-        """Decode JSON text made by `dumps` (None stays None)."""
+        """Decode JSON text made by `dumps` (None stays None).
+
+        Raises:
+            EncryptionKeyMissing: the text is an encrypted value (the engine has no encryption).
+        """
         if text is None:
             return None
+        if is_sealed(text):
+            raise EncryptionKeyMissing(key_id_of(text), "this engine has no encryption")
         return self.from_json(json.loads(text))
 
     # --- encoding ---------------------------------------------------------------------------
@@ -130,6 +149,11 @@ class Codec:
             return {"$type": path, "fields": {n: to_json(getattr(value, n)) for n in names}}
 
         return encode
+
+    def _encode_secret(self, value: Secret[Any]) -> dict[str, Any]:
+        if not self.protected:
+            raise SecretNotProtected("a value")
+        return {"$secret": self.to_json(value.reveal())}
 
     def _encode_dict(self, value: dict[Any, Any]) -> dict[str, Any]:
         if all(type(k) is str and not k.startswith("$") for k in value):
@@ -205,4 +229,5 @@ _DECODERS: dict[str, Callable[[Codec, dict[str, Any]], Any]] = {
     "$map": lambda c, d: {c.from_json(k): c.from_json(v) for k, v in d["$map"]},
     "$enum": lambda c, d: c._import(d["$enum"])(c.from_json(d["value"])),
     "$type": lambda c, d: c._decode_object(d),
+    "$secret": lambda c, d: Secret(c.from_json(d["$secret"])),
 }

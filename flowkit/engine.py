@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from flowkit import continuations, events, starting
 from flowkit.codec import Codec
 from flowkit.continuations import RecoveryReport
+from flowkit.encryption import Encryption
 from flowkit.exceptions import UnknownQueue
 from flowkit.memory import MemoryStore
 from flowkit.reading import list_records, load_record, load_result, raise_any
@@ -44,6 +45,9 @@ class Engine:
         retention: How long finished runs are kept before `purge()` deletes them.
         queues: The queues `enqueue` and `work` accept (names or `Queue`s; default:
             `"default"`).
+        encryption: Encrypt every stored value (inputs, outputs, compensate inputs, errors,
+            signal payloads) with these keys; ids, names, statuses and times stay in clear.
+            Needed to store `flowkit.Secret` values (see the README's "Data at rest").
 
     Attributes:
         runtime: The state the engine's rooms share (a documented internal API, for the
@@ -65,6 +69,7 @@ class Engine:
         lease_seconds: float = 30.0,
         retention: timedelta = timedelta(days=7),
         queues: Iterable[Queue | str] | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         self.runtime = Runtime(
             store if store is not None else MemoryStore(durable=False),
@@ -72,6 +77,7 @@ class Engine:
             worker_id=worker_id,
             lease_seconds=lease_seconds,
             retention=retention,
+            encryption=encryption,
         )
         self.queues = queue_map(queues)
         for wf in workflows:

@@ -13,6 +13,8 @@ The tree (each class also subclasses the builtin a caller would naturally catch)
     ├── NotSerializable (TypeError)          a value a durable run cannot store
     ├── RunNotFound (LookupError)            no run under that id
     ├── UnknownStep (LookupError)            a signal for a step the run's workflow lacks
+    ├── SecretNotProtected (TypeError)       a `Secret` on an engine without encryption
+    ├── EncryptionKeyMissing (LookupError)   a stored value's key is not held
     ├── UnknownWorkflow (LookupError)        a stored run of a workflow the engine does not hold
     ├── IncompatibleRun                      a run whose definition the engine does not hold
     ├── SignalledFailure                     the error given to set_step_failure
@@ -37,6 +39,7 @@ from typing import Any
 __all__ = [
     "CompensationFailed",
     "DefinitionError",
+    "EncryptionKeyMissing",
     "FlowkitError",
     "IncompatibleRun",
     "InjectedFailure",
@@ -46,6 +49,7 @@ __all__ = [
     "ProcessKilled",
     "RunNotFound",
     "SchemaMismatch",
+    "SecretNotProtected",
     "ServiceNotFound",
     "SignalledFailure",
     "SimulatedCrash",
@@ -177,6 +181,36 @@ class NotSerializable(FlowkitError, TypeError):
         self.where = where
         detail = f": {reason}" if reason else ""
         super().__init__(f"cannot store {where} of type {value_type}{detail}")
+
+
+class SecretNotProtected(FlowkitError, TypeError):
+    """A `flowkit.Secret` would be stored by an engine that has no `encryption`.
+
+    Attributes:
+        where: What was being stored (the run's input, a step's output...).
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(
+            f"cannot store {where}: it holds a flowkit.Secret and the engine has no encryption "
+            "(give Engine(..., encryption=flowkit.Encryption(...)))"
+        )
+
+
+class EncryptionKeyMissing(FlowkitError, LookupError):
+    """A stored value was encrypted under a key this engine does not hold.
+
+    Attributes:
+        key_id: The key the value names.
+    """
+
+    def __init__(self, key_id: str, detail: str = "") -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"a stored value is encrypted with key {key_id!r}, which is not held"
+            + (f" ({detail})" if detail else "")
+        )
 
 
 class RunNotFound(FlowkitError, LookupError):

@@ -3,7 +3,8 @@
 flowkit itself never configures logging: it emits its run events (spec §7) only once the
 application has configured structlog. Call `configure()` once, at the start of a program, to
 get them (and your own `structlog.get_logger()` events) rendered for people in development or
-as JSON lines in production, with secrets redacted::
+as JSON lines in production, with secrets redacted (values under secret keys, every
+`flowkit.Secret`, card numbers)::
 
     import flowkit.logging
 
@@ -16,6 +17,7 @@ structlog receives the same events as log lines.
 from __future__ import annotations
 
 import enum
+import re
 import sys
 import uuid
 from collections.abc import Iterable, Mapping, MutableMapping
@@ -28,7 +30,9 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import Processor
 
-__all__ = ["DEFAULT_REDACTED_KEYS", "REDACTED", "RedactSecrets", "configure"]
+from flowkit.secret import Secret
+
+__all__ = ["DEFAULT_REDACTED_KEYS", "REDACTED", "RedactSecrets", "configure", "mask_card_numbers"]
 
 DEFAULT_REDACTED_KEYS: tuple[str, ...] = (
     "password",
@@ -49,6 +53,48 @@ REDACTED = "[redacted]"
 """What a redacted value is replaced with."""
 
 _MAX_DEPTH = 16  # deeper (or self-referencing) structures are left as they are past this
+_DIGIT_RUN = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
+_SEPARATOR = re.compile(r"[ -]")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        digit = ord(char) - 48
+        if position % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def _is_card_run(run: str) -> bool:
+    groups = _SEPARATOR.split(run)
+    for start in range(len(groups)):
+        digits = ""
+        for group in groups[start:]:
+            digits += group
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and _luhn(digits):
+                return True
+    return False
+
+
+def mask_card_numbers(text: str) -> str:
+    """`text` with every card-like digit run replaced by `REDACTED`.
+
+    A card-like run has 13 to 19 digits (groups separated by single spaces or dashes allowed)
+    and passes the Luhn check; digit strings that fail it (order references) are kept.
+
+    Args:
+        text: Any text (a log line, a message).
+
+    Returns:
+        The text, masked.
+    """
+    if len(text) < 13:
+        return text
+    return _DIGIT_RUN.sub(lambda m: REDACTED if _is_card_run(m.group()) else m.group(), text)
 
 
 class RedactSecrets:
@@ -58,7 +104,9 @@ class RedactSecrets:
     with `_` and one (`stripe_api_key`, `X-Authorization`, `client_secret`). Values under
     matching keys are replaced with `REDACTED` in the event and in every dict, list and tuple
     inside it, and in attrs instances that have such fields (they are then logged as dicts);
-    the application's own objects are never modified (containers are copied).
+    the application's own objects are never modified (containers are copied). Every
+    `flowkit.Secret` becomes ``Secret(***)`` and card-like digit runs in strings (the event's
+    message included) become `REDACTED` (see `mask_card_numbers`).
 
     Args:
         keys: The secret key names.
@@ -82,11 +130,17 @@ class RedactSecrets:
         for key, value in event_dict.items():
             if key != "event":
                 event_dict[key] = self._redact(key, value, 0)
+            elif isinstance(value, str):
+                event_dict[key] = mask_card_numbers(value)
         return event_dict
 
     def _redact(self, key: object, value: Any, depth: int) -> Any:
         if self.is_secret(key):
             return REDACTED
+        if isinstance(value, str):
+            return mask_card_numbers(value)
+        if isinstance(value, Secret):
+            return "Secret(***)"
         if depth >= _MAX_DEPTH:
             return value
         if isinstance(value, Mapping):
@@ -149,13 +203,23 @@ def _renderers(dev: bool, out: TextIO) -> list[Processor]:
         formatter = structlog.dev.RichTracebackFormatter(show_locals=False)
         return [
             structlog.dev.set_exc_info,
-            structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=formatter),
+            _masked(structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=formatter)),
         ]
     transformer = ExceptionDictTransformer(show_locals=False)
     return [
         structlog.processors.ExceptionRenderer(transformer),
-        structlog.processors.JSONRenderer(default=_json_default),
+        _masked(structlog.processors.JSONRenderer(default=_json_default)),
     ]
+
+
+def _masked(renderer: Processor) -> Processor:
+    """`renderer` with card-like digit runs masked in the line it renders (tracebacks too)."""
+
+    def render(logger: Any, method_name: str, event_dict: Any) -> Any:
+        line = renderer(logger, method_name, event_dict)
+        return mask_card_numbers(line) if isinstance(line, str) else line
+
+    return render
 
 
 def _level(level: int | str) -> int:

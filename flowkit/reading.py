@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from flowkit.codec import Codec
+from flowkit.encryption import is_sealed
 from flowkit.exceptions import StoredError
 from flowkit.outcome import first_fatal_error, raise_for
 from flowkit.state import (
@@ -23,6 +24,7 @@ from flowkit.state import (
 from flowkit.store import Store, StoredRun, StoredStep
 
 __all__ = [
+    "ENCRYPTED",
     "decode_errors",
     "list_records",
     "load_record",
@@ -62,8 +64,14 @@ def _waiting(steps: list[StoredStep], codec: Codec) -> dict[str, Any]:
     }
 
 
+ENCRYPTED = "<encrypted>"
+"""What an encrypted value read without its keys is shown as (`decode=False`)."""
+
+
 def decode_errors(text: str) -> list[StepError]:
-    """Errors of a run row."""
+    """Errors of a run row (encrypted ones, read without the keys: one `ENCRYPTED` error)."""
+    if is_sealed(text):
+        return [StepError(ENCRYPTED, "invoke", ENCRYPTED, ENCRYPTED, None, True)]
     return [
         StepError(step, action, kind, message, None, fatal)
         for step, action, kind, message, fatal in json.loads(text)
@@ -142,7 +150,8 @@ def _nested_node(name: str, records: dict[str, StepRecord]) -> StepRecord:
 def record_of(
     stored: StoredRun, steps: Sequence[StoredStep] | None, codec: Codec, *, decode: bool = True
 ) -> RunRecord:
-    """A stored run as a `RunRecord` (`decode=False` keeps inputs and outputs as JSON)."""
+    """A stored run as a `RunRecord` (`decode=False` keeps inputs and outputs as JSON, and
+    shows encrypted ones the store could not open as `ENCRYPTED`)."""
     loads = codec.loads if decode else _raw_json
     return RunRecord(
         transaction_id=stored.transaction_id,
@@ -175,7 +184,9 @@ def raise_any(result: RunResult[Any]) -> None:
 
 
 def _raw_json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    if text is None:
+        return None
+    return ENCRYPTED if is_sealed(text) else json.loads(text)
 
 
 def load_record(

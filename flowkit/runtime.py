@@ -18,6 +18,7 @@ from typing import Any
 from flowkit import events
 from flowkit.codec import Codec
 from flowkit.container import Registry, Scope
+from flowkit.encryption import Encryption
 from flowkit.events import Subscription
 from flowkit.exceptions import (
     DefinitionError,
@@ -33,6 +34,7 @@ from flowkit.rebuild import apply_signal, position
 from flowkit.recording import Composite
 from flowkit.run import Faults, Run
 from flowkit.runner import drive, drive_to_end
+from flowkit.sealing import SealedStore
 from flowkit.state import RunRecord, RunResult, TransactionState
 from flowkit.store import Store, StoredRun
 from flowkit.syncscope import sync_scope
@@ -63,6 +65,8 @@ class Runtime:
         worker_id: A name for this engine in run records (default: host and pid).
         lease_seconds: How long a run stays owned without renewal.
         retention: How long finished runs are kept before a purge.
+        encryption: When given, every stored value is encrypted (the store is wrapped in a
+            `SealedStore`) and `flowkit.Secret` values may be stored.
 
     Raises:
         DefinitionError: `lease_seconds` is not positive.
@@ -76,17 +80,19 @@ class Runtime:
         worker_id: str | None,
         lease_seconds: float,
         retention: timedelta,
+        encryption: Encryption | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise DefinitionError(f"lease_seconds must be > 0, not {lease_seconds!r}")
         store.check()
-        self.store = store
+        self.encryption = encryption
+        self.store: Store = store if encryption is None else SealedStore(store, encryption)
         self.container = container
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.owner = f"{self.worker_id}#{secrets.token_hex(4)}"
         self.lease_seconds = lease_seconds
         self.retention = retention
-        self.codec = Codec()
+        self.codec = Codec(protected=encryption is not None)
         self.faults: dict[str, Faults] = {}
         self.workflows: dict[str, Workflow[Any, Any]] = {}
         """The highest version held of each workflow, by name."""

@@ -14,6 +14,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
 
+from payment._secrets import secret_fields
 from payment.domain import Payment, PaymentCollection, PaymentSession
 from payment.exceptions import (
     InvalidData,
@@ -137,6 +138,7 @@ class ModuleCore:
     ) -> None:
         self._store = store
         self._providers = _providers_by_id(providers)
+        self._secret_fields = secret_fields(self._providers.values())
         self._ids = ids or IdFactory()
         self._clock = clock or (lambda: datetime.now(UTC))
 

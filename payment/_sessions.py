@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from payment._core import ModuleCore, check_key, enum_filter
+from payment._secrets import without_secrets
 from payment.domain import (
     Payment,
     PaymentCollection,
@@ -21,6 +22,7 @@ from payment.domain import (
     SessionStatus,
     thaw_json,
 )
+from payment.domain.cards import refuse_card_numbers
 from payment.exceptions import (
     InvalidData,
     NotFound,
@@ -49,6 +51,9 @@ def _outcome(session_id: str, output: ProviderOutput, payment: Payment | None) -
     if output.status is ProviderStatus.REQUIRES_MORE:
         raise PaymentActionRequired(session_id, output.action)
     raise PaymentNotAuthorized(session_id, output.status.value)
+
+
+T = TypeVar("T")
 
 
 class SessionMethods(ModuleCore):
@@ -89,6 +94,8 @@ class SessionMethods(ModuleCore):
             InvalidCurrency, InvalidAmount, InvalidData: refused arguments.
             ProviderError: the provider gave no usable answer (no session is left behind).
         """
+        refuse_card_numbers(data, "data")  # before anything is read or written
+        refuse_card_numbers(context, "context")
         key = check_key(idempotency_key)
         with self._store.write() as repo:
             before = self._locked(repo, collection_id)
@@ -150,6 +157,8 @@ class SessionMethods(ModuleCore):
             InvalidCurrency, InvalidAmount, InvalidData: refused values.
             ProviderError: the provider refused (nothing is changed).
         """
+        refuse_card_numbers(data, "data")  # before anything is read or sent
+        refuse_card_numbers(context, "context")
         changes: dict[str, Any] = {"amount": amount, "currency_code": currency_code}
         with self._store.read() as repo:
             collection = self._collection_of(repo, session_id=session_id)
@@ -213,6 +222,38 @@ class SessionMethods(ModuleCore):
                 ids=ids, collection_id=collection_id, provider_id=provider_id, status=wanted
             )
 
+    def retrieve_session_secrets(self, session_id: str) -> dict[str, Any]:
+        """The fields of a session's provider data that are kept out of workflow outputs.
+
+        The payment steps return sessions, collections and payments without them (a durable
+        engine stores step outputs); a storefront that needs one, e.g. Stripe's
+        ``client_secret`` for Stripe.js, reads it here, from the session itself.
+
+        Args:
+            session_id: The session.
+
+        Returns:
+            ``client_secret`` and every field its provider declares in `secret_fields`,
+            those the session's data holds.
+
+        Raises:
+            NotFound: unknown session.
+        """
+        data = self.retrieve_payment_session(session_id).data
+        return {k: v for k, v in data.items() if k in self._secret_fields}
+
+    def without_secrets(self, value: T) -> T:
+        """`value` (records, or lists of them) without the fields `retrieve_session_secrets`
+        gives, in every ``data`` and ``action`` object (what the payment steps return).
+
+        Args:
+            value: A session, collection, payment, attempt or refund outcome.
+
+        Returns:
+            A copy without secret fields (the value itself when it held none).
+        """
+        return without_secrets(value, self._secret_fields)
+
     def authorize_payment_session(
         self, session_id: str, context: Mapping[str, Any] | None = None
     ) -> Payment | None:
@@ -240,9 +281,11 @@ class SessionMethods(ModuleCore):
             PaymentActionRequired: the customer must act first (``requires_more``).
             PaymentNotAuthorized: declined (``error``), ``pending`` or ``canceled``.
             ProviderError: no usable answer (nothing is recorded; retry with the same key).
+            InvalidData: the context holds a card number.
         """
         if not isinstance(session_id, str):
             raise InvalidData("session_id", f"expected a string, not {type(session_id).__name__}")
+        refuse_card_numbers(context, "context")
         with self._session_lock(session_id):  # concurrent callers: one provider call
             return self._authorize(session_id, context)
 

@@ -15,6 +15,7 @@ from attrs import field, frozen
 
 from payment._convert import accepts_input, as_input
 from payment.domain import Payment
+from payment.domain.cards import refuse_card_numbers
 
 __all__ = [
     "AuthorizationAttempt",
@@ -36,6 +37,16 @@ def _json(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
 
 
+def _data(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    refuse_card_numbers(value, "data")
+    return dict(value or {})
+
+
+def _context(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    refuse_card_numbers(value, "context")
+    return dict(value or {})
+
+
 @frozen
 class CreatePaymentCollectionForCartInput:
     """Input of `create_payment_collection_for_cart_workflow`."""
@@ -53,8 +64,8 @@ class CreatePaymentSessionsInput:
 
     payment_collection_id: str
     provider_id: str
-    data: dict[str, Any] = field(factory=dict, converter=_json)
-    context: dict[str, Any] = field(factory=dict, converter=_json)
+    data: dict[str, Any] = field(factory=dict, converter=_data)
+    context: dict[str, Any] = field(factory=dict, converter=_context)
     currency_code: str | None = None
 
 
@@ -63,7 +74,7 @@ class AuthorizePaymentSessionInput:
     """Input of `authorize_payment_session_step`: the session id and extra provider context."""
 
     id: str
-    context: dict[str, Any] = field(factory=dict, converter=_json)
+    context: dict[str, Any] = field(factory=dict, converter=_context)
 
 
 @frozen
@@ -108,8 +119,8 @@ class SessionSpec:
     provider_id: str
     currency_code: str
     amount: Decimal
-    data: dict[str, Any] = field(factory=dict, converter=_json)
-    context: dict[str, Any] = field(factory=dict, converter=_json)
+    data: dict[str, Any] = field(factory=dict, converter=_data)
+    context: dict[str, Any] = field(factory=dict, converter=_context)
 
 
 @frozen

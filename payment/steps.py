@@ -15,8 +15,10 @@ calls the module, so nothing is written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import Any
 
 from flowkit import RetryPolicy, StepContext, StepResponse, step
 from payment.cart import Cart, CartService
@@ -74,6 +76,22 @@ PROVIDER_RETRY = RetryPolicy(max_retries=3, interval=0.05, backoff=2.0, retry_if
 """Retries a provider call only when the provider says retrying can help."""
 
 
+def _scrubbed(fn: Callable[[Any, StepContext], Any]) -> Callable[[Any, StepContext], Any]:
+    """Keep provider secrets (a client secret) out of what the step returns: it is stored."""
+
+    @functools.wraps(fn)
+    def run(inp: Any, ctx: StepContext) -> Any:
+        result = fn(inp, ctx)
+        scrub = _module(ctx).without_secrets
+        if not isinstance(result, StepResponse):
+            return scrub(result)
+        if result.skipped:
+            return result
+        return StepResponse(scrub(result.output), scrub(result.compensate_input))
+
+    return run
+
+
 def _module(ctx: StepContext) -> PaymentModule:
     return ctx.resolve(PaymentModule)
 
@@ -100,6 +118,7 @@ def validate_cart_step(inp: CreatePaymentCollectionForCartInput, ctx: StepContex
 
 
 @step("create-payment-collection")
+@_scrubbed
 @accepts_input(Cart)
 def create_payment_collection_step(
     cart: Cart, ctx: StepContext
@@ -123,6 +142,7 @@ def _delete_collection(collection_id: str | None, ctx: StepContext) -> None:
 
 
 @step("retrieve-payment-collection", continue_on_permanent_failure=True)
+@_scrubbed
 @accepts_input(str)
 def retrieve_payment_collection_step(collection_id: str, ctx: StepContext) -> PaymentCollection:
     """The collection as it is now (reads only).
@@ -136,6 +156,7 @@ def retrieve_payment_collection_step(collection_id: str, ctx: StepContext) -> Pa
 
 
 @step("cancel-payment-collection", retry=PROVIDER_RETRY)
+@_scrubbed
 @accepts_input(CancelPaymentCollectionInput)
 def cancel_payment_collection_step(
     inp: CancelPaymentCollectionInput, ctx: StepContext
@@ -148,6 +169,7 @@ def cancel_payment_collection_step(
 
 
 @step("create-payment-session", retry=PROVIDER_RETRY)
+@_scrubbed
 @accepts_input(CreatePaymentSessionsInput)
 def create_payment_session_step(
     inp: CreatePaymentSessionsInput, ctx: StepContext
@@ -191,6 +213,7 @@ def _holds_nothing(module: PaymentModule, session_id: str) -> bool:
 
 
 @step("delete-old-payment-sessions", retry=PROVIDER_RETRY)
+@_scrubbed
 @accepts_input(PaymentSession)
 def delete_old_payment_sessions_step(
     session: PaymentSession, ctx: StepContext
@@ -252,6 +275,7 @@ def _recreate(module: PaymentModule, specs: Sequence[SessionSpec], key: str) -> 
 
 
 @step("authorize-payment-session", retry=PROVIDER_RETRY)
+@_scrubbed
 @accepts_input(AuthorizePaymentSessionInput)
 def authorize_payment_session_step(
     inp: AuthorizePaymentSessionInput, ctx: StepContext
@@ -297,6 +321,7 @@ def undo_payment(module: PaymentModule, payment: Payment, key: str) -> None:
 
 
 @step("begin-authorization", retry=PROVIDER_RETRY)
+@_scrubbed
 @accepts_input(AuthorizePaymentSessionInput)
 def begin_authorization_step(
     inp: AuthorizePaymentSessionInput, ctx: StepContext
@@ -320,6 +345,7 @@ def _undo_first_attempt(session_id: str | None, ctx: StepContext) -> None:
 
 
 @step("await-payment-action", async_completion=True)
+@_scrubbed
 @accepts_input(AuthorizationAttempt)
 def await_payment_action_step(
     attempt: AuthorizationAttempt, ctx: StepContext
@@ -338,6 +364,7 @@ def await_payment_action_step(
 
 
 @step("capture-payment", retry=PROVIDER_RETRY)
+@_scrubbed
 @accepts_input(CapturePaymentInput)
 def capture_payment_step(inp: CapturePaymentInput, ctx: StepContext) -> Payment:
     """Capture (not compensated: money moved; undoing it is a business decision)."""
@@ -347,6 +374,7 @@ def capture_payment_step(inp: CapturePaymentInput, ctx: StepContext) -> Payment:
 
 
 @step("refund-payment", retry=PROVIDER_RETRY)
+@_scrubbed
 @accepts_input(RefundPaymentInput)
 def refund_payment_step(inp: RefundPaymentInput, ctx: StepContext) -> Payment:
     """Refund (not compensated: money moved)."""
@@ -356,6 +384,7 @@ def refund_payment_step(inp: RefundPaymentInput, ctx: StepContext) -> Payment:
 
 
 @step("refund-payments")
+@_scrubbed
 @accepts_input(list[RefundPaymentInput])
 def refund_payments_step(items: list[RefundPaymentInput], ctx: StepContext) -> list[RefundOutcome]:
     """Refund several payments; a failed item is reported, the others still refunded."""
@@ -380,6 +409,7 @@ _HANDLED = frozenset({PaymentAction.AUTHORIZED, PaymentAction.CAPTURED})
 
 
 @step("process-payment-webhook", retry=PROVIDER_RETRY)
+@_scrubbed
 @accepts_input(WebhookAction)
 def process_webhook_step(action: WebhookAction, ctx: StepContext) -> Payment | None:
     """Authorize and/or record the capture a verified webhook reports; other actions are left.

@@ -11,6 +11,8 @@ import flowkit
 EXPECTED = [
     "CompensationFailed",
     "DefinitionError",
+    "Encryption",
+    "EncryptionKeyMissing",
     "Engine",
     "Event",
     "FlowkitError",
@@ -31,6 +33,8 @@ EXPECTED = [
     "RunResult",
     "SchemaMismatch",
     "Scope",
+    "Secret",
+    "SecretNotProtected",
     "ServiceNotFound",
     "SignalledFailure",
     "SimulatedCrash",

@@ -20,11 +20,13 @@ from flowkit.cli._options import (
     duration_value,
     json_option,
     json_value,
+    key_file_option,
     search_path,
     since_value,
 )
 from flowkit.cli._reading import list_incompatible, list_runs, read_run
 from flowkit.cli._render import dumps, print_result, print_run, print_runs, run_json
+from flowkit.encryption import Encryption
 from flowkit.exceptions import FlowkitError
 from flowkit.state import RunRecord, TransactionState
 
@@ -141,6 +143,7 @@ def runs() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @json_option
 @database_option
+@key_file_option
 def runs_list(
     status: str | None,
     workflow: str | None,
@@ -151,12 +154,13 @@ def runs_list(
     limit: int,
     as_json: bool,
     database_url: str,
+    encryption: Encryption | None,
 ) -> None:
     """List runs, newest first, with the workflow version each started on."""
     if incompatible:
         records, note = _incompatible(app, status, workflow, since, version, limit)
     else:
-        with open_read_engine(database_url) as engine:
+        with open_read_engine(database_url, encryption) as engine:
             records, note = list_runs(engine, status, workflow, since, limit, version)
     _note(note)
     if as_json:
@@ -191,9 +195,12 @@ def _incompatible(
 @click.argument("transaction_id")
 @json_option
 @database_option
-def runs_show(transaction_id: str, as_json: bool, database_url: str) -> None:
-    """Show one run: its status, errors and step timeline."""
-    with open_read_engine(database_url) as engine:
+@key_file_option
+def runs_show(
+    transaction_id: str, as_json: bool, database_url: str, encryption: Encryption | None
+) -> None:
+    """Show one run: its status, errors and step timeline (encrypted values need --key-file)."""
+    with open_read_engine(database_url, encryption) as engine:
         view = read_run(engine, transaction_id)
     _note(view.note)
     if as_json:

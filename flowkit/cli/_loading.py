@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from flowkit.cli._options import BadValue
+from flowkit.encryption import Encryption
 from flowkit.engine import Engine
 from flowkit.exceptions import FlowkitError, StoreError
 from flowkit.sqlalchemy import SqlStore
@@ -88,8 +89,9 @@ def load_workflow(spec: str) -> Workflow[Any, Any]:
 
 
 @contextmanager
-def open_read_engine(url: str) -> Iterator[Engine]:
-    """An engine without workflows on the database at `url`, for reading and purging.
+def open_read_engine(url: str, encryption: Encryption | None = None) -> Iterator[Engine]:
+    """An engine without workflows on the database at `url`, for reading and purging
+    (with `encryption`, encrypted values are read in clear).
 
     Raises:
         StoreError: the URL is unusable, the SQLite file does not exist, or the database
@@ -98,7 +100,7 @@ def open_read_engine(url: str) -> Iterator[Engine]:
     _check_sqlite_file(url)
     store = SqlStore(url)
     try:
-        engine = Engine(store)
+        engine = Engine(store, encryption=encryption)
     except BaseException:
         store.close()
         raise

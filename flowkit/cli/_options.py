@@ -13,6 +13,9 @@ from typing import Any, TypeVar
 
 import click
 
+from flowkit.encryption import Encryption
+from flowkit.exceptions import DefinitionError
+
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "BadValue",
@@ -22,6 +25,7 @@ __all__ = [
     "duration_value",
     "json_option",
     "json_value",
+    "key_file_option",
     "search_path",
     "since_value",
 ]
@@ -34,6 +38,7 @@ DEFAULT_DATABASE_URL = "sqlite:///flowkit-demo.db"
 
 DATABASE_ENV = "FLOWKIT_DATABASE_URL"
 APP_ENV = "FLOWKIT_APP"
+KEY_FILE_ENV = "FLOWKIT_KEY_FILE"
 
 _UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[wdhms])+")
@@ -162,6 +167,32 @@ def app_option(fn: F) -> F:
         envvar=APP_ENV,
         show_envvar=True,
         help="Your Engine, or a function returning one: MODULE:ATTR.",
+    )(fn)
+
+
+def _key_file_value(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Option callback: the `Encryption` a key file describes (None without one)."""
+    if value is None:
+        return None
+    try:
+        return Encryption.from_key_file(value)
+    except DefinitionError as exc:
+        raise _named(param, str(exc)) from None
+
+
+def key_file_option(fn: F) -> F:
+    """`--key-file PATH` (or `FLOWKIT_KEY_FILE`): the keys encrypted values are read with.
+
+    Without it encrypted inputs, outputs and errors are shown as ``<encrypted>``.
+    """
+    return click.option(
+        "--key-file",
+        "encryption",
+        callback=_key_file_value,
+        envvar=KEY_FILE_ENV,
+        show_envvar=True,
+        metavar="PATH",
+        help='JSON {"primary": ID, "keys": {ID: BASE64}}: decrypt stored values with it.',
     )(fn)
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from attrs import frozen
 
 from flowkit.engine import Engine
-from flowkit.exceptions import FlowkitError, RunNotFound
+from flowkit.exceptions import EncryptionKeyMissing, FlowkitError, RunNotFound
 from flowkit.state import RunRecord, StepError, StepRecord, StepState
 
 __all__ = ["RunView", "StepLine", "list_incompatible", "list_runs", "read_run"]
@@ -81,6 +81,8 @@ def read_run(engine: Engine, transaction_id: str) -> RunView:
     note = None
     try:
         record = engine.get(transaction_id)
+    except EncryptionKeyMissing as exc:  # no key file: ids, statuses, times, <encrypted>
+        record, note = engine.get(transaction_id, decode=False), _key_note(exc)
     except FlowkitError:
         raise
     except Exception as exc:  # a stored value this process cannot rebuild: show its JSON
@@ -101,6 +103,11 @@ def list_runs(
     """Runs newest first, and a note when their values are shown as stored JSON."""
     try:
         return engine.list(status, workflow, since=since, limit=limit, version=version), None
+    except EncryptionKeyMissing as exc:  # no key file: ids, statuses, times, <encrypted>
+        found = engine.list(
+            status, workflow, since=since, limit=limit, decode=False, version=version
+        )
+        return found, _key_note(exc)
     except FlowkitError:
         raise
     except Exception as exc:  # a stored value this process cannot rebuild: show its JSON
@@ -149,6 +156,10 @@ def _line(step: StepRecord, errors: Sequence[StepError]) -> StepLine:
 def _last_error(errors: Sequence[StepError], step: str, action: str) -> StepError | None:
     found = [e for e in errors if e.step == step and e.action == action]
     return found[-1] if found else None
+
+
+def _key_note(exc: EncryptionKeyMissing) -> str:
+    return f"encrypted values are shown as <encrypted> ({exc}); pass --key-file to read them"
 
 
 def _note(exc: Exception) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from attrs import evolve, field, frozen
 
 from payment.domain._json import EMPTY_JSON, FrozenJson, freeze_metadata
+from payment.domain.cards import refuse_card_numbers
 from payment.domain.records import (
     ZERO,
     Capture,
@@ -212,10 +213,12 @@ class PaymentCollection:
             PaymentCanceled: the collection is canceled.
             InvalidCurrency: not the collection's currency.
             InvalidAmount: malformed, not positive, or more than amount - authorized.
-            InvalidData: data or context is not a JSON object.
+            InvalidData: data or context is not a JSON object, or holds a card number.
         """
         self.ensure_open()
         self._check_currency(currency_code)
+        refuse_card_numbers(data, "data")
+        refuse_card_numbers(context, "context")
         session = PaymentSession(
             session_id,
             self.id,
@@ -258,8 +261,11 @@ class PaymentCollection:
             PaymentAlreadyAuthorized: the session has a live payment.
             InvalidCurrency: not the collection's currency.
             InvalidAmount: malformed, not positive, or more than amount - authorized.
+            InvalidData: data or context holds a card number.
         """
         self.ensure_open()
+        refuse_card_numbers(data, "data")
+        refuse_card_numbers(context, "context")
         session = self.session(session_id)
         self._ensure_no_live_payment(session_id)
         if currency_code is not None:

@@ -128,6 +128,8 @@ class StripeProvider:
     """
 
     id = "pp_stripe"
+    secret_fields = frozenset({"client_secret"})
+    """Data keys kept out of workflow outputs (`PaymentModule.retrieve_session_secrets`)."""
 
     def __init__(
         self,
