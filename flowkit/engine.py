@@ -83,8 +83,6 @@ class Engine:
         for wf in workflows:
             self.register(wf)
 
-    # --- what the engine is -------------------------------------------------------------------
-
     @property
     def store(self) -> Store:
         """Where this engine keeps its runs."""
@@ -125,8 +123,6 @@ class Engine:
         """Injected failures by transaction id (see `flowkit.testing`)."""
         return self.runtime.faults
 
-    # --- registration and events ----------------------------------------------------------------
-
     def register(self, workflow: Workflow[Any, Any]) -> None:
         """Hold `workflow` beside other versions of its name (twice the same: a no-op).
 
@@ -149,8 +145,6 @@ class Engine:
     ) -> Callable[[], None]:
         """Deliver events of matching runs to `handler`; returns a function that unsubscribes."""
         return self.runtime.subscribe(handler, workflow, transaction_id)
-
-    # --- running --------------------------------------------------------------------------------
 
     def run(
         self,
@@ -202,8 +196,6 @@ class Engine:
         if throw_on_error:
             raise_any(result)
         return result
-
-    # --- queues ---------------------------------------------------------------------------------
 
     def enqueue(
         self,
@@ -269,8 +261,6 @@ class Engine:
             raise UnknownQueue(name, sorted(self.queues))
         return found
 
-    # --- signals --------------------------------------------------------------------------------
-
     def set_step_success(
         self,
         transaction_id: str,
@@ -313,8 +303,6 @@ class Engine:
         signal = Signal(step, "failure", self.codec.dumps([type_name, str(error)]))
         return continuations.signal(self.runtime, transaction_id, signal, container)
 
-    # --- continuations --------------------------------------------------------------------------
-
     def recover(self, *, container: Container | None = None, limit: int = 100) -> RecoveryReport:
         """Finish every run whose owner's lease expired and whose workflow this engine holds.
 
@@ -335,8 +323,6 @@ class Engine:
             TransactionInProgress: a live engine is executing it.
         """
         return continuations.cancel(self.runtime, transaction_id, container)
-
-    # --- reading --------------------------------------------------------------------------------
 
     def get(self, transaction_id: str, *, decode: bool = True) -> RunRecord | None:
         """The stored run, or None when unknown.
@@ -384,8 +370,6 @@ class Engine:
     def result(self, transaction_id: str) -> RunResult[Any] | None:
         """The stored `RunResult` of a run (None when unknown); errors carry no exceptions."""
         return load_result(self.store, self.codec, transaction_id)
-
-    # --- lifetime -------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop renewing leases and close the store."""

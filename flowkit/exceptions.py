@@ -192,10 +192,8 @@ class SecretNotProtected(FlowkitError, TypeError):
 
     def __init__(self, where: str) -> None:
         self.where = where
-        super().__init__(
-            f"cannot store {where}: it holds a flowkit.Secret and the engine has no encryption "
-            "(give Engine(..., encryption=flowkit.Encryption(...)))"
-        )
+        hint = "give Engine(..., encryption=flowkit.Encryption(...))"
+        super().__init__(f"cannot store {where}: it holds a flowkit.Secret ({hint})")
 
 
 class EncryptionKeyMissing(FlowkitError, LookupError):
@@ -207,10 +205,8 @@ class EncryptionKeyMissing(FlowkitError, LookupError):
 
     def __init__(self, key_id: str, detail: str = "") -> None:
         self.key_id = key_id
-        super().__init__(
-            f"a stored value is encrypted with key {key_id!r}, which is not held"
-            + (f" ({detail})" if detail else "")
-        )
+        more = f" ({detail})" if detail else ""
+        super().__init__(f"a stored value is encrypted with key {key_id!r}, not held{more}")
 
 
 class RunNotFound(FlowkitError, LookupError):
@@ -224,10 +220,8 @@ class RunNotFound(FlowkitError, LookupError):
     def __init__(self, transaction_id: str, step: str | None = None) -> None:
         self.transaction_id = transaction_id
         self.step = step
-        if step is None:
-            super().__init__(f"no run with transaction id {transaction_id!r}")
-        else:
-            super().__init__(f"run {transaction_id!r} has no step {step!r}")
+        what = "" if step is None else f" with a step {step!r}"
+        super().__init__(f"no run with transaction id {transaction_id!r}{what}")
 
 
 class UnknownWorkflow(FlowkitError, LookupError):
@@ -279,10 +273,8 @@ class UnknownStep(FlowkitError, LookupError):
         self.step = step
         self.workflow = workflow
         self.version = version
-        super().__init__(
-            f"run {transaction_id!r} is on version {version} of workflow {workflow!r}, which "
-            f"has no step {step!r}"
-        )
+        on = f"version {version} of workflow {workflow!r}"
+        super().__init__(f"run {transaction_id!r} is on {on}, which has no step {step!r}")
 
 
 class SignalledFailure(FlowkitError):
@@ -391,10 +383,8 @@ class SchemaMismatch(StoreError):
         self.found = found
         self.expected = expected
         what = f"revision {found!r}" if found else "no flowkit schema"
-        super().__init__(
-            f"database has {what}, flowkit needs {expected!r}: "
-            "run `store.create_all()` or the Alembic migrations"
-        )
+        fix = "run `store.create_all()` or the Alembic migrations"
+        super().__init__(f"database has {what}, flowkit needs {expected!r}: {fix}")
 
 
 class SimulatedCrash(BaseException):

@@ -148,9 +148,10 @@ class SealedStore:
         workflow: str | None = None,
         since: float | None = None,
         limit: int = 100,
+        version: int | None = None,
     ) -> list[StoredRun]:
         """See `Store.list_runs` (values opened)."""
-        return self._open_runs(self.inner.list_runs(status, workflow, since, limit))
+        return self._open_runs(self.inner.list_runs(status, workflow, since, limit, version))
 
     def purge(self, before: float) -> int:
         """See `Store.purge`."""
@@ -172,15 +173,19 @@ class SealedStore:
         workflows: Sequence[str],
         limit: int,
         concurrency: int | None = None,
+        fingerprints: Sequence[str] | None = None,
     ) -> list[StoredRun]:
         """See `Store.claim_queued` (values opened)."""
-        return self._open_runs(
-            self.inner.claim_queued(queue, owner, lease_seconds, workflows, limit, concurrency)
+        claimed = self.inner.claim_queued(
+            queue, owner, lease_seconds, workflows, limit, concurrency, fingerprints
         )
+        return self._open_runs(claimed)
 
-    def queued_elsewhere(self, queue: str, workflows: Sequence[str]) -> dict[str, int]:
+    def queued_elsewhere(
+        self, queue: str, workflows: Sequence[str], fingerprints: Sequence[str] | None = None
+    ) -> dict[str, int]:
         """See `Store.queued_elsewhere`."""
-        return self.inner.queued_elsewhere(queue, workflows)
+        return self.inner.queued_elsewhere(queue, workflows, fingerprints)
 
     def listen(self, on_notify: Any) -> Any:
         """See `Store.listen`."""
