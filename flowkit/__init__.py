@@ -30,6 +30,7 @@ Names without a leading underscore in those modules are the package's internal A
 re-exported here are the public one.
 """
 
+from flowkit.clock import Clock, SystemClock
 from flowkit.container import Registry, Scope
 from flowkit.continuations import RecoveryReport, SkippedRun
 from flowkit.encryption import Encryption
@@ -42,6 +43,7 @@ from flowkit.exceptions import (
     FlowkitError,
     IncompatibleRun,
     InjectedFailure,
+    InvalidTime,
     LeaseLost,
     NotSerializable,
     PermanentFailure,
@@ -67,6 +69,7 @@ from flowkit.memory import MemoryStore
 from flowkit.recording import create_hook, parallelize, transform, when
 from flowkit.refs import Ref
 from flowkit.retry import RetryPolicy
+from flowkit.schedule import Schedule
 from flowkit.secret import Secret
 from flowkit.state import RunRecord, RunResult, StepError, StepRecord, StepState, TransactionState
 from flowkit.step import Step, StepContext, StepResponse, step
@@ -74,6 +77,7 @@ from flowkit.worker import Queue, WorkReport
 from flowkit.workflow import Workflow, WorkflowResponse, workflow
 
 __all__ = [
+    "Clock",
     "CompensationFailed",
     "DefinitionError",
     "Encryption",
@@ -83,6 +87,7 @@ __all__ = [
     "FlowkitError",
     "IncompatibleRun",
     "InjectedFailure",
+    "InvalidTime",
     "LeaseLost",
     "MemoryStore",
     "NotSerializable",
@@ -96,6 +101,7 @@ __all__ = [
     "RunNotFound",
     "RunRecord",
     "RunResult",
+    "Schedule",
     "SchemaMismatch",
     "Scope",
     "Secret",
@@ -114,6 +120,7 @@ __all__ = [
     "StepTimeout",
     "StoreError",
     "StoredError",
+    "SystemClock",
     "TransactionConflict",
     "TransactionInProgress",
     "TransactionState",

@@ -6,7 +6,8 @@ The tree (each class also subclasses the builtin a caller would naturally catch)
     ├── DefinitionError (TypeError)          a workflow or step is defined wrongly
     ├── ServiceNotFound (LookupError)        the container has no such key
     ├── PermanentFailure                     raised by a step: fail now, no retries
-    ├── StepTimeout (TimeoutError)           a step ran past its timeout
+    ├── StepTimeout (TimeoutError)           a step ran past its timeout (or its wait's deadline)
+    ├── InvalidTime (ValueError)             a bad duration, instant, cron expression or schedule
     ├── WorkflowTimeout (TimeoutError)       a run ran past its workflow timeout
     ├── CompensationFailed (ExceptionGroup)  a run ended `failed`: its errors, grouped
     ├── StoredError                          a finished run's error, read back from a store
@@ -43,6 +44,7 @@ __all__ = [
     "FlowkitError",
     "IncompatibleRun",
     "InjectedFailure",
+    "InvalidTime",
     "LeaseLost",
     "NotSerializable",
     "PermanentFailure",
@@ -105,6 +107,10 @@ class StepTimeout(FlowkitError, TimeoutError):
         self.step = step
         self.timeout = timeout
         super().__init__(f"step {step!r} exceeded its timeout of {timeout:g}s")
+
+
+class InvalidTime(FlowkitError, ValueError):
+    """A duration, instant, cron expression or schedule that is unusable (the message names it)."""
 
 
 class WorkflowTimeout(FlowkitError, TimeoutError):
@@ -278,11 +284,8 @@ class UnknownStep(FlowkitError, LookupError):
 
 
 class SignalledFailure(FlowkitError):
-    """The error given to `set_step_failure`, as the waiting step's failure.
-
-    Attributes:
-        type_name: The type name of the error that was signalled.
-    """
+    """The error given to `set_step_failure`, as the waiting step's failure (`type_name`:
+    the type name of the error that was signalled)."""
 
     def __init__(self, type_name: str, message: str) -> None:
         self.type_name = type_name
@@ -388,10 +391,8 @@ class SchemaMismatch(StoreError):
 
 
 class SimulatedCrash(BaseException):
-    """Abandons a run as a dead process would (raised only under a `flowkit.testing` plan).
-
-    A `BaseException`, so step code and retries cannot catch it by accident.
-    """
+    """Abandons a run as a dead process would (only under a `flowkit.testing` plan); a
+    `BaseException`, so step code and retries cannot catch it by accident."""
 
 
 def key_name(key: Any) -> str:
