@@ -7,9 +7,11 @@ importing only from floors below its own (checked by the import-linter contract 
 - tools: `ui` (the run console, `flowkit ui`, over the command line's reading helpers), then
   `cli` (the `flowkit` command), `testing` (rollback exploration, fault plans) and `otel`
   (OpenTelemetry spans and metrics from an engine's events; nothing imports it);
-- the engine: `engine` (the `Engine` facade) over its rooms `worker` (queues), `starting` (new
-  and known transaction ids), `continuations` (signals, recovery, cancel), all sharing a
-  `runtime` (store, workflows, identity, leases, driving a run through its store);
+- the engine: `engine` (the `Engine` facade) over its rooms `worker` (queues), `queries`
+  (reading runs back), `timers` (`tick()`: deadlines, sleeps, schedules), `starting` (new,
+  known and delayed transaction ids), `continuations` (signals, recovery, cancel), all sharing
+  a `runtime` (store, workflows, identity, clock, leases, driving a run through its store),
+  which knows `schedule` (`Schedule`: cron or interval ticks);
 - the user's workflow object: `workflow` (`Workflow.run()` drives its plan in memory; a
   durable run goes through an engine handed in);
 - durability: `rebuild` (runs rebuilt from their step log, signals applied) and `journal`
@@ -18,12 +20,14 @@ importing only from floors below its own (checked by the import-linter contract 
   (one step: retries, timeouts), `compensation` (undo in reverse), `run` (a run's state),
   `leases` (keeping them alive);
 - definition: `plan`, `graph` and `fingerprint` (compiled from the recording; the fingerprint
-  is the digest a durable run records, see §11 of the spec), `recording` (the builder and
+  is the digest a durable run records, see §11 of the spec), `sleeping` (`flowkit.sleep`,
+  a step that parks until its deadline), `recording` (the builder and
   the DSL: `transform`, `when`, `parallelize`, `create_hook`), `step`, `refs` (`Ref`), `retry`;
 - foundation: `sqlalchemy` and `memory` (stores), `sealing` (the one seam where values are
   encrypted on their way to a store and opened on their way back), `reading` (runs read
   back), `store` (the protocol and its records), `codec`, `container`, `events`, `outcome`,
-  `encryption` (keys and AES-GCM blobs), `state`, `exceptions`, `syncscope`, `emitting`,
+  `encryption` (keys and AES-GCM blobs), `clock` (`Clock`, durations and instants checked),
+  `state`, `exceptions`, `syncscope`, `emitting`,
   `loop`, `secret` (`Secret`).
 
 Names without a leading underscore in those modules are the package's internal API; the names
@@ -71,8 +75,10 @@ from flowkit.refs import Ref
 from flowkit.retry import RetryPolicy
 from flowkit.schedule import Schedule
 from flowkit.secret import Secret
+from flowkit.sleeping import sleep
 from flowkit.state import RunRecord, RunResult, StepError, StepRecord, StepState, TransactionState
 from flowkit.step import Step, StepContext, StepResponse, step
+from flowkit.timers import TickReport
 from flowkit.worker import Queue, WorkReport
 from flowkit.workflow import Workflow, WorkflowResponse, workflow
 
@@ -121,6 +127,7 @@ __all__ = [
     "StoreError",
     "StoredError",
     "SystemClock",
+    "TickReport",
     "TransactionConflict",
     "TransactionInProgress",
     "TransactionState",
@@ -133,6 +140,7 @@ __all__ = [
     "WorkflowTimeout",
     "create_hook",
     "parallelize",
+    "sleep",
     "step",
     "transform",
     "when",

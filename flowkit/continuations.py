@@ -24,7 +24,7 @@ from flowkit.exceptions import (
 )
 from flowkit.plan import PlanNode
 from flowkit.reading import step_records
-from flowkit.rebuild import apply_signal, find_node, inflight, position, rebuild
+from flowkit.rebuild import apply_signal, find_node, fire_due, inflight, position, rebuild
 from flowkit.run import Run
 from flowkit.runtime import UNKNOWN_WORKFLOW, Container, Runtime, journal_of
 from flowkit.state import RunResult, StepError, StepState, TransactionState
@@ -167,6 +167,8 @@ def _target_state(rt: Runtime, stored: StoredRun, step: str) -> StepState | None
         raise UnknownStep(stored.transaction_id, step, workflow.name, workflow.version)
     if not node.async_completion:
         raise StepNotWaiting(stored.transaction_id, step, "it is not an async_completion step")
+    if node.sleep:
+        raise StepNotWaiting(stored.transaction_id, step, "it is a flowkit.sleep (tick() ends it)")
     loaded = rt.store.load(stored.transaction_id)
     assert loaded is not None
     states = step_records(loaded[1])
@@ -178,7 +180,8 @@ def _continue(
     rt: Runtime, stored: StoredRun, signal: Signal, container: Container | None
 ) -> RunResult[Any]:
     run = resume(rt, stored, container)
-    apply_signal(run, signal, rt.codec)
+    if not fire_due(run, rt.now(), only=signal.step).expired:  # too late: it timed out instead
+        apply_signal(run, signal, rt.codec)
     position(run)
     return rt.drive(run)
 

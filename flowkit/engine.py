@@ -13,17 +13,21 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-from flowkit import continuations, events, starting
+from flowkit import continuations, events, starting, timers
+from flowkit.clock import Clock
 from flowkit.codec import Codec
 from flowkit.continuations import RecoveryReport
 from flowkit.encryption import Encryption
 from flowkit.exceptions import UnknownQueue
 from flowkit.memory import MemoryStore
-from flowkit.reading import list_records, load_record, load_result, raise_any
+from flowkit.queries import RunQueries
+from flowkit.reading import raise_any
 from flowkit.run import Faults
 from flowkit.runtime import Container, Runtime
-from flowkit.state import RunRecord, RunResult, TransactionState, type_name_of
+from flowkit.schedule import Schedule
+from flowkit.state import RunResult, type_name_of
 from flowkit.store import Signal, Store
+from flowkit.timers import TickReport
 from flowkit.worker import Queue, Worker, WorkReport, queue_map
 from flowkit.workflow import Workflow
 
@@ -32,7 +36,7 @@ __all__ = ["Engine"]
 T = TypeVar("T")
 
 
-class Engine:
+class Engine(RunQueries):
     """Runs workflows durably through a store, and finishes them after signals and crashes.
 
     Args:
@@ -48,6 +52,9 @@ class Engine:
         encryption: Encrypt every stored value (inputs, outputs, compensate inputs, errors,
             signal payloads) with these keys; ids, names, statuses and times stay in clear.
             Needed to store `flowkit.Secret` values (see the README's "Data at rest").
+        clock: What deadlines, sleeps, delayed starts and schedules read the time from
+            (default: the system clock; tests give `flowkit.testing.ManualClock`).
+        schedules: `flowkit.Schedule`s that `tick()` fires (their workflows must be held).
 
     Attributes:
         runtime: The state the engine's rooms share (a documented internal API, for the
@@ -55,8 +62,9 @@ class Engine:
         queues: The queues this engine serves, by name.
 
     Raises:
-        DefinitionError: two workflows under one name, or (with a durable store) a step
-            without an explicit name.
+        DefinitionError: two workflows under one name, (with a durable store) a step
+            without an explicit name, or two schedules under one name.
+        UnknownWorkflow: a schedule of a workflow the engine does not hold.
     """
 
     def __init__(
@@ -70,6 +78,8 @@ class Engine:
         retention: timedelta = timedelta(days=7),
         queues: Iterable[Queue | str] | None = None,
         encryption: Encryption | None = None,
+        clock: Clock | None = None,
+        schedules: Iterable[Schedule] = (),
     ) -> None:
         self.runtime = Runtime(
             store if store is not None else MemoryStore(durable=False),
@@ -78,10 +88,13 @@ class Engine:
             lease_seconds=lease_seconds,
             retention=retention,
             encryption=encryption,
+            clock=clock,
         )
         self.queues = queue_map(queues)
         for wf in workflows:
             self.register(wf)
+        for schedule in schedules:
+            self.runtime.add_schedule(schedule)
 
     @property
     def store(self) -> Store:
@@ -117,6 +130,16 @@ class Engine:
     def retention(self) -> timedelta:
         """How long finished runs are kept before `purge()` deletes them."""
         return self.runtime.retention
+
+    @property
+    def clock(self) -> Clock:
+        """What this engine reads the time from."""
+        return self.runtime.clock
+
+    @property
+    def schedules(self) -> dict[str, Schedule]:
+        """The schedules `tick()` fires, by name."""
+        return dict(self.runtime.schedules)
 
     @property
     def faults(self) -> dict[str, Faults]:
@@ -206,23 +229,38 @@ class Engine:
         queue: str = "default",
         event_group_id: str | None = None,
         version: int | None = None,
+        start_at: datetime | None = None,
+        delay: float | timedelta | None = None,
     ) -> str:
         """Store a run as `queued`, for a worker (`work()`, `flowkit worker`) to execute.
 
         Idempotent by transaction id: the same id, workflow and input enqueue once. Versions:
-        see `run`.
+        see `run`. With `start_at` (an aware datetime) or `delay` (seconds or a timedelta,
+        on the engine's clock), no worker claims it before then.
 
         Returns:
             The run's transaction id.
 
         Raises:
             UnknownQueue: the queue is not one this engine serves.
+            InvalidTime: both `start_at` and `delay`, a naive `start_at`, a bad `delay`.
             TransactionConflict: the id is taken by another workflow or input.
             NotSerializable: the input cannot be stored.
         """
         self._queue(queue)
+        begin = starting.start_time(self.runtime, start_at, delay)
         chosen = self.runtime.pick(workflow, version)
-        return starting.enqueue(self.runtime, chosen, input, transaction_id, queue, event_group_id)
+        rt = self.runtime
+        return starting.enqueue(rt, chosen, input, transaction_id, queue, event_group_id, begin)[0]
+
+    def tick(self, *, container: Container | None = None, limit: int = 100) -> TickReport:
+        """Do, once, what is due at `clock.now()`: time out waits past their deadline (the run
+        compensates), wake sleeping runs (they go on), enqueue due schedule ticks.
+
+        Workers call it in their loop; any process may, several at once (each run changes
+        once). At most `limit` due runs are continued per call.
+        """
+        return timers.tick(self.runtime, container, limit)
 
     def work(
         self,
@@ -323,53 +361,6 @@ class Engine:
             TransactionInProgress: a live engine is executing it.
         """
         return continuations.cancel(self.runtime, transaction_id, container)
-
-    def get(self, transaction_id: str, *, decode: bool = True) -> RunRecord | None:
-        """The stored run, or None when unknown.
-
-        Args:
-            transaction_id: The run's id.
-            decode: Rebuild inputs and outputs as the classes they were (which imports their
-                modules); False gives their JSON form, for tools that run outside the app.
-        """
-        return load_record(self.store, self.codec, transaction_id, decode=decode)
-
-    def incompatible(self, workflow: str | None = None, *, limit: int = 100) -> list[RunRecord]:
-        """Unfinished runs that no definition held can continue (see `Runtime.incompatible`)."""
-        return self.runtime.incompatible(workflow, limit, decode=True)
-
-    def list(
-        self,
-        status: TransactionState | str | None = None,
-        workflow: str | None = None,
-        *,
-        since: datetime | None = None,
-        limit: int = 100,
-        decode: bool = True,
-        version: int | None = None,
-    ) -> list[RunRecord]:
-        """Stored runs, newest first (step records are left empty: use `get` for them).
-
-        `decode=False` leaves inputs and outputs in their JSON form (see `get`); `version`
-        keeps one workflow version's runs."""
-        return list_records(
-            self.store, self.codec, status, workflow, since, limit, decode=decode, version=version
-        )
-
-    def purge(self, older_than: timedelta | None = None) -> int:
-        """Delete finished runs last updated more than `older_than` (default: retention) ago.
-
-        After that, their transaction ids are new again.
-
-        Returns:
-            How many runs were deleted.
-        """
-        age = older_than if older_than is not None else self.retention
-        return self.store.purge(self.store.now() - age.total_seconds())
-
-    def result(self, transaction_id: str) -> RunResult[Any] | None:
-        """The stored `RunResult` of a run (None when unknown); errors carry no exceptions."""
-        return load_result(self.store, self.codec, transaction_id)
 
     def close(self) -> None:
         """Stop renewing leases and close the store."""

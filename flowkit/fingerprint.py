@@ -4,9 +4,10 @@ Two definitions have the same fingerprint when a run checkpointed on one can be 
 the other: the same workflow name, the same steps (names, kinds, call order, parallel groups,
 the nodes each input and `when` depends on, where the response comes from), the same nested
 workflows (by their own fingerprints), and the same options that change execution
-(`async_completion`, retries, `continue_on_permanent_failure`, `skip_on_permanent_failure`,
-whether a hook has a handler). Code bodies, transforms, predicates, compensations, timeouts
-and retry intervals are left out: fixing a bug inside a step keeps the fingerprint.
+(`async_completion`, `flowkit.sleep`, retries, `continue_on_permanent_failure`,
+`skip_on_permanent_failure`, whether a hook has a handler). Code bodies, transforms,
+predicates, compensations, timeouts and retry intervals are left out: fixing a bug inside a
+step keeps the fingerprint.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def _node(node: NodeDef, workflow: Composite, names: list[str]) -> dict[str, Any
         described["max_retries"] = step.retry.max_retries if step.retry else 0
         described["continue_on_permanent_failure"] = step.continue_on_permanent_failure
         described["skip_on_permanent_failure"] = step.skip_on_permanent_failure
+        if step.sleeps:  # only when set, so the fingerprints of existing definitions hold
+            described["sleep"] = True
     child = node.child
     if child is not None:
         described["child"] = fingerprint_of(child)

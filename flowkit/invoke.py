@@ -155,6 +155,7 @@ async def invoke_async(run: Run, node: PlanNode) -> int:
 
 def succeed(run: Run, node: PlanNode, out: Any, ctx: StepContext, t0: float) -> int:
     """Record what a step returned (done, skipped, timed out or now waiting)."""
+    wait = None
     if type(out) is StepResponse or isinstance(out, StepResponse):
         if out.skipped:
             if ctx._session is not None and run.journal is not None:
@@ -162,6 +163,7 @@ def succeed(run: Run, node: PlanNode, out: Any, ctx: StepContext, t0: float) -> 
             run.attempts[node.index] = ctx.attempt
             return run.skip(node)
         comp = out.compensate_input
+        wait = out.timeout
         out = out.output
     else:
         comp = out
@@ -180,6 +182,10 @@ def succeed(run: Run, node: PlanNode, out: Any, ctx: StepContext, t0: float) -> 
     run.states[i] = _WAITING if node.async_completion else _DONE
     run.ended[i] = t1
     run.attempts[i] = ctx.attempt
+    if node.async_completion:
+        wait = wait if wait is not None else node.timeout
+        if wait is not None:
+            run.park_until(node, wait)
     try:
         run.checkpoint_invoke(node, ctx)
     except NotSerializable as exc:

@@ -14,7 +14,7 @@ from flowkit.step import StepContext
 from flowkit.store import Checkpoint, RunUpdate, Store, StoredStep
 from flowkit.syncscope import deferred_sync
 
-__all__ = ["StoreJournal"]
+__all__ = ["StoreJournal", "wake_at"]
 
 OUTPUT_STATES = frozenset({StepState.DONE, StepState.WAITING})
 _COMP_STATES = frozenset({StepState.DONE, StepState.WAITING, StepState.TIMEOUT, StepState.FAILED})
@@ -107,6 +107,7 @@ class StoreJournal:
             _error_json(run, name, "invoke") if failed else None,
             run.started[i],
             run.ended[i],
+            run.due.get(i) if run.due is not None and state is StepState.WAITING else None,
         )
         update = self._run_update(run, node, state)
         self._write(Checkpoint(self.transaction_id, self.owner, (row,), update), ctx)
@@ -155,7 +156,11 @@ class StoreJournal:
         output = self.output if run.status is TransactionState.DONE else None
         waiting = run.status is TransactionState.WAITING
         update = RunUpdate(
-            status=run.status.value, output=output, errors=self.errors_json(run), release=True
+            status=run.status.value,
+            output=output,
+            errors=self.errors_json(run),
+            release=True,
+            wake_at=wake_at(run) if waiting else None,
         )
         checkpoint = Checkpoint(
             self.transaction_id,
@@ -201,6 +206,16 @@ class StoreJournal:
             [[e.step, e.action, e.type_name, e.message, e.fatal] for e in run.errors],
             separators=(",", ":"),
         )
+
+
+def wake_at(run: Run) -> float | None:
+    """The earliest deadline of a parked run's waiting steps (None: it waits for signals only)."""
+    due = [
+        owner.due[node.index]
+        for owner, node in run.waiting()
+        if owner.due is not None and node.index in owner.due
+    ]
+    return min(due, default=None)
 
 
 def _error_json(run: Run, name: str, action: str) -> str | None:

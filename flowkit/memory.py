@@ -57,6 +57,7 @@ class MemoryStore:
                 event_group_id=new.event_group_id,
                 version=new.version,
                 fingerprint=new.fingerprint,
+                start_at=new.start_at,
             )
             self._steps[new.transaction_id] = []
             return None
@@ -175,9 +176,10 @@ class MemoryStore:
         limit: int,
         concurrency: int | None = None,
         fingerprints: Sequence[str] | None = None,
+        now: float | None = None,
     ) -> list[StoredRun]:
         with self._lock:
-            now = self.now()
+            not_before, now = now, self.now()
             if concurrency is not None:
                 running = sum(
                     1
@@ -194,6 +196,7 @@ class MemoryStore:
                     and r.owner is None
                     and r.workflow in workflows
                     and _held(r, fingerprints)
+                    and (not_before is None or r.start_at is None or r.start_at <= not_before)
                 ),
                 key=lambda r: r.created_at,
             )[: max(limit, 0)]
@@ -210,6 +213,24 @@ class MemoryStore:
             for run in claimed:
                 self._runs[run.transaction_id] = run
             return claimed
+
+    def due(self, now: float, workflows: Sequence[str], limit: int) -> list[StoredRun]:
+        with self._lock:
+            live = self.now()
+            found = [
+                r
+                for r in self._runs.values()
+                if r.status == TransactionState.WAITING
+                and r.wake_at is not None
+                and r.wake_at <= now
+                and r.workflow in workflows
+                and not _live(r, live)
+            ]
+        return sorted(found, key=lambda r: r.wake_at or 0.0)[:limit]
+
+    def latest_scheduled(self, prefix: str) -> str | None:
+        with self._lock:
+            return max((tx for tx in self._runs if tx.startswith(prefix)), default=None)
 
     def queued_elsewhere(
         self, queue: str, workflows: Sequence[str], fingerprints: Sequence[str] | None = None
@@ -258,6 +279,8 @@ def _apply(run: StoredRun, update: RunUpdate | None, now: float) -> StoredRun:
         value = getattr(update, name)
         if value is not None:
             changes[name] = value
+    if update.status is not None:
+        changes["wake_at"] = update.wake_at
     if update.release:
         changes["owner"] = None
         changes["lease_expires_at"] = None

@@ -77,6 +77,7 @@ class PlanNode:
         "name",
         "retry",
         "skip_on",
+        "sleep",
         "step",
         "timeout",
     )
@@ -101,6 +102,7 @@ class PlanNode:
         self.retry = step.retry if step else None
         self.timeout = step.timeout if step else None
         self.async_completion = bool(step and step.async_completion)
+        self.sleep = bool(step and step.sleeps)  # a `flowkit.sleep`: its deadline wakes it
         self.continue_on = bool(step and step.continue_on_permanent_failure)
         self.skip_on = bool(step and step.skip_on_permanent_failure)
         # a plain sync step: the runner calls it inline, without awaiting anything

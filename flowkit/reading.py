@@ -101,6 +101,7 @@ def _fold(steps: list[StoredStep]) -> dict[str, StepRecord]:
                 datetime_of(row.ended_at),
                 previous.compensated_at if previous else None,
                 state,
+                datetime_of(row.due_at) if state is StepState.WAITING else None,
             )
         else:
             base = previous or StepRecord(row.step, StepState.NOT_STARTED)
@@ -168,6 +169,8 @@ def record_of(
         queue=stored.queue,
         version=stored.version,
         fingerprint=stored.fingerprint,
+        wake_at=datetime_of(stored.wake_at) if stored.status == TransactionState.WAITING else None,
+        start_at=datetime_of(stored.start_at),
     )
 
 

@@ -7,8 +7,9 @@ import json
 import time
 from typing import Any
 
+from flowkit import events
 from flowkit.codec import Codec
-from flowkit.exceptions import IncompatibleRun, SignalledFailure
+from flowkit.exceptions import IncompatibleRun, SignalledFailure, StepTimeout
 from flowkit.journal import HARD_FAILED, OUTPUT_STATES
 from flowkit.plan import SKIPPED, Plan, PlanNode, stage_nodes
 from flowkit.run import Run
@@ -17,9 +18,11 @@ from flowkit.store import Signal, StoredStep
 
 __all__ = [
     "PENDING_INPUT",
+    "Fired",
     "apply_signal",
     "child_run",
     "find_node",
+    "fire_due",
     "inflight",
     "locate",
     "position",
@@ -96,6 +99,10 @@ def _apply_invoke(run: Run, node: PlanNode, row: StoredStep, codec: Codec) -> No
     run.attempts[i] = row.attempt
     run.started[i] = row.started_at
     run.ended[i] = row.ended_at
+    if state is StepState.WAITING and row.due_at is not None:
+        if run.due is None:
+            run.due = {}
+        run.due[i] = row.due_at
     if state in OUTPUT_STATES:
         run.outputs[i] = codec.loads(row.output)
     elif state in _SKIPPED_STATES or (state is StepState.FAILED and node.fails_softly):
@@ -244,3 +251,58 @@ def apply_signal(run: Run, signal: Signal, codec: Codec) -> None:
         return
     type_name, message = codec.loads(signal.payload)
     target.fail(node, SignalledFailure(type_name, message), comp_input=target.comp_inputs[i])
+
+
+class Fired:
+    """What `fire_due` did: the waits it expired and the sleeps it ended, by step name."""
+
+    __slots__ = ("expired", "woken")
+
+    def __init__(self) -> None:
+        self.expired: list[str] = []
+        self.woken: list[str] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.expired or self.woken)
+
+
+def fire_due(run: Run, now: float, only: str | None = None) -> Fired:
+    """End the waits of an owned, rebuilt run whose deadline is at or before `now`.
+
+    A sleep succeeds (its output None); any other wait fails with `StepTimeout` (state
+    `timeout`), keeping its invoke's compensate input, so the run compensates. `only` limits
+    this to one step (a signal that arrived late). Call `position(run)` afterwards.
+    """
+    fired = Fired()
+    for target, node in list(run.waiting()):
+        i = node.index
+        due = target.due.get(i) if target.due is not None else None
+        name = target.full_name(node)
+        if due is None or due > now or (only is not None and name != only):
+            continue
+        if node.sleep:
+            target.outputs[i] = target.comp_inputs[i] = None
+            target.states[i] = StepState.DONE
+            target.ended[i] = now
+            assert run.journal is not None
+            run.journal.invoked(target, node, None)
+            fired.woken.append(name)
+            _announce(run, "run_woken", name, due)
+            continue
+        parked = target.ended[i]
+        limit = due - parked if parked is not None and parked <= due else 0.0
+        target.fail(
+            node,
+            StepTimeout(name, round(limit, 3)),
+            state=StepState.TIMEOUT,
+            comp_input=target.comp_inputs[i],
+        )
+        fired.expired.append(name)
+        _announce(run, "step_expired", name, due)
+    return fired
+
+
+def _announce(run: Run, name: str, step: str, due: float) -> None:
+    if run.emitter is not None:
+        level = events.WARNING if name == "step_expired" else events.INFO
+        run.emitter.emit(name, level, step, deadline=due)

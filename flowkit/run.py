@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol, TypeVar
 
 from flowkit import events
+from flowkit.clock import Clock, epoch_of
 from flowkit.container import Registry, Scope
 from flowkit.events import Emitter
 from flowkit.plan import SKIPPED, CompiledCondition, Plan, PlanNode
@@ -87,12 +88,14 @@ class Run:
         "_scope",
         "attempts",
         "children",
+        "clock",
         "comp_failed",
         "comp_inputs",
         "compensated_at",
         "conds",
         "container",
         "deadline",
+        "due",
         "emitter",
         "ended",
         "errors",
@@ -130,6 +133,7 @@ class Run:
         faults: Faults | None = None,
         parent: Run | None = None,
         prefix: str = "",
+        clock: Clock | None = None,
     ) -> None:
         n = len(plan.nodes)
         self.plan = plan
@@ -158,6 +162,8 @@ class Run:
         self.errors: list[StepError] = parent.errors if parent is not None else []
         self.metadata: dict[str, Any] = parent.metadata if parent is not None else {}
         self.children: dict[int, Run] | None = None
+        self.clock: Clock | None = parent.clock if parent is not None else clock
+        self.due: dict[int, float] | None = None  # waits' deadlines by node (epoch seconds)
         self.status = TransactionState.INVOKING
         self.next_stage = 0
         self.partial = False
@@ -300,6 +306,15 @@ class Run:
             self.journal.invoked(self, node, ctx)
         if faults is not None:
             faults.crash(self, node, "invoke", "after")
+
+    def park_until(self, node: PlanNode, seconds: float) -> None:
+        """Give a waiting node its deadline, `seconds` from now on the run's clock (which
+        also dates its parking, so the wait's length can be told from its row)."""
+        now = epoch_of(self.clock) if self.clock is not None else time.time()
+        if self.due is None:
+            self.due = {}
+        self.due[node.index] = now + seconds
+        self.ended[node.index] = now
 
     def begin(self, node: PlanNode, attempt: int) -> float:
         """Mark a node invoking; returns the attempt's start time."""

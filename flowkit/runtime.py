@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from flowkit import events
+from flowkit.clock import Clock, SystemClock, epoch_of
 from flowkit.codec import Codec
 from flowkit.container import Registry, Scope
 from flowkit.encryption import Encryption
@@ -34,6 +35,7 @@ from flowkit.rebuild import apply_signal, position
 from flowkit.recording import Composite
 from flowkit.run import Faults, Run
 from flowkit.runner import drive, drive_to_end
+from flowkit.schedule import Schedule
 from flowkit.sealing import SealedStore
 from flowkit.state import RunRecord, RunResult, TransactionState
 from flowkit.store import Store, StoredRun
@@ -67,6 +69,7 @@ class Runtime:
         retention: How long finished runs are kept before a purge.
         encryption: When given, every stored value is encrypted (the store is wrapped in a
             `SealedStore`) and `flowkit.Secret` values may be stored.
+        clock: What every time-dependent decision reads (default: the system clock).
 
     Raises:
         DefinitionError: `lease_seconds` is not positive.
@@ -81,6 +84,7 @@ class Runtime:
         lease_seconds: float,
         retention: timedelta,
         encryption: Encryption | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise DefinitionError(f"lease_seconds must be > 0, not {lease_seconds!r}")
@@ -92,6 +96,13 @@ class Runtime:
         self.owner = f"{self.worker_id}#{secrets.token_hex(4)}"
         self.lease_seconds = lease_seconds
         self.retention = retention
+        if clock is not None and not isinstance(clock, Clock):
+            raise DefinitionError(
+                f"clock must have a now() method (a flowkit.Clock), not {clock!r}"
+            )
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.schedules: dict[str, Schedule] = {}
+        """The schedules `tick()` fires, by name."""
         self.codec = Codec(protected=encryption is not None)
         self.faults: dict[str, Faults] = {}
         self.workflows: dict[str, Workflow[Any, Any]] = {}
@@ -116,6 +127,29 @@ class Runtime:
         self.versions[workflow.name] = {**versions, workflow.version: workflow}
         if workflow.version == max(self.versions[workflow.name]):
             self.workflows[workflow.name] = workflow
+
+    def add_schedule(self, schedule: Schedule) -> None:
+        """Fire `schedule` from this engine's `tick()`.
+
+        Raises:
+            DefinitionError: not a `Schedule`, or another schedule has its name.
+            UnknownWorkflow: this engine holds no workflow of the schedule's workflow name.
+        """
+        if not isinstance(schedule, Schedule):
+            raise DefinitionError(f"schedules must be flowkit.Schedule, not {schedule!r}")
+        held = self.schedules.get(schedule.name)
+        if held is not None and held is not schedule:
+            raise DefinitionError(f"two schedules are named {schedule.name!r}")
+        if schedule.workflow_name not in self.workflows:
+            raise UnknownWorkflow(
+                f"schedule {schedule.name!r} starts workflow {schedule.workflow_name!r}, which "
+                f"this engine does not hold (it holds {sorted(self.workflows)})"
+            )
+        self.schedules[schedule.name] = schedule
+
+    def now(self) -> float:
+        """This engine's clock, in seconds since the epoch."""
+        return epoch_of(self.clock)
 
     def pick(self, workflow: Workflow[Any, Any], version: int | None) -> Workflow[Any, Any]:
         """The definition a new run of `workflow`'s name starts on: the highest version held,
@@ -235,6 +269,7 @@ class Runtime:
             emitter=events.emitter_for(workflow.name, tx, self.subscriptions),
             journal=StoreJournal(self.store, self.codec, tx, self.owner),
             faults=self.faults.get(tx),
+            clock=self.clock,
         )
 
     def fresh_run(self, stored: StoredRun, container: Container | None) -> Run:

@@ -2,7 +2,7 @@
 
 A schedule keeps no state of its own. Its ticks are instants computed from the expression (in
 UTC) or from the interval (multiples of it since the Unix epoch), so every engine and worker
-agrees on them; each due tick enqueues one run under the transaction id `name@<tick ISO>`,
+agrees on them; each due tick enqueues one run under the transaction id `name@<tick>`,
 which makes two processes firing the same tick create it once. `engine.tick()` fires them.
 """
 
@@ -23,6 +23,7 @@ __all__ = ["CATCH_UP_LIMIT", "Schedule"]
 CATCH_UP_LIMIT = 1000
 """Missed ticks one `tick()` call enqueues at most per schedule (the rest: the next call)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TICK_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
 class Schedule:
@@ -126,8 +127,9 @@ class Schedule:
         return next(iter(self.after(now)))
 
     def transaction_id(self, tick: datetime) -> str:
-        """The transaction id of the run started for `tick`."""
-        return f"{self.name}@{tick.astimezone(UTC).isoformat()}"
+        """The transaction id of the run started for `tick`: `name@` and the tick in ISO 8601
+        basic format, UTC (`nightly@20260101T030000Z`: transaction ids hold no `:`)."""
+        return f"{self.name}@{tick.astimezone(UTC).strftime(_TICK_FORMAT)}"
 
     def tick_of(self, transaction_id: str) -> datetime | None:
         """The tick a transaction id of this schedule names (None: not one of its ids)."""
@@ -135,7 +137,7 @@ class Schedule:
         if head != self.name or not tail:
             return None
         try:
-            return datetime.fromisoformat(tail)
+            return datetime.strptime(tail, _TICK_FORMAT).replace(tzinfo=UTC)
         except ValueError:
             return None
 

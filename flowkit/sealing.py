@@ -174,12 +174,21 @@ class SealedStore:
         limit: int,
         concurrency: int | None = None,
         fingerprints: Sequence[str] | None = None,
+        now: float | None = None,
     ) -> list[StoredRun]:
         """See `Store.claim_queued` (values opened)."""
         claimed = self.inner.claim_queued(
-            queue, owner, lease_seconds, workflows, limit, concurrency, fingerprints
+            queue, owner, lease_seconds, workflows, limit, concurrency, fingerprints, now
         )
         return self._open_runs(claimed)
+
+    def due(self, now: float, workflows: Sequence[str], limit: int) -> list[StoredRun]:
+        """See `Store.due` (values opened)."""
+        return self._open_runs(self.inner.due(now, workflows, limit))
+
+    def latest_scheduled(self, prefix: str) -> str | None:
+        """See `Store.latest_scheduled`."""
+        return self.inner.latest_scheduled(prefix)
 
     def queued_elsewhere(
         self, queue: str, workflows: Sequence[str], fingerprints: Sequence[str] | None = None

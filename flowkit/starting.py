@@ -8,10 +8,17 @@ workflow or input is refused.
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from flowkit import continuations, events
-from flowkit.exceptions import DefinitionError, TransactionConflict, TransactionInProgress
+from flowkit.clock import as_seconds, as_utc
+from flowkit.exceptions import (
+    DefinitionError,
+    InvalidTime,
+    TransactionConflict,
+    TransactionInProgress,
+)
 from flowkit.run import Run
 from flowkit.runner import new_transaction_id
 from flowkit.runtime import Container, Runtime
@@ -19,7 +26,7 @@ from flowkit.state import RunResult, TransactionState
 from flowkit.store import NewRun, StoredRun
 from flowkit.workflow import Workflow
 
-__all__ = ["enqueue", "same_run", "start"]
+__all__ = ["enqueue", "same_run", "start", "start_time"]
 
 
 def start(
@@ -89,10 +96,15 @@ def enqueue(
     transaction_id: str | None,
     queue: str,
     event_group_id: str | None,
-) -> str:
-    """Store a run as `queued` (idempotent by transaction id); returns its transaction id.
+    start_at: float | None = None,
+) -> tuple[str, bool]:
+    """Store a run as `queued` (idempotent by transaction id), not to be claimed before
+    `start_at` (epoch seconds on the engine's clock) when given.
 
     Like `start`, it records the definition's version and fingerprint.
+
+    Returns:
+        The run's transaction id, and True when this call stored it (False: it was known).
     """
     rt.register(workflow)
     tx = new_transaction_id(transaction_id)
@@ -100,12 +112,29 @@ def enqueue(
     new = NewRun(
         tx, workflow.name, encoded, None, rt.lease_seconds,
         status=TransactionState.QUEUED, queue=queue, event_group_id=event_group_id,
-        version=workflow.version, fingerprint=workflow.fingerprint,
+        version=workflow.version, fingerprint=workflow.fingerprint, start_at=start_at,
     )  # fmt: skip
     existing = rt.store.start_run(new)
     if existing is not None:
         same_run(existing, workflow, encoded)
-    return tx
+    return tx, existing is None
+
+
+def start_time(
+    rt: Runtime, start_at: datetime | None, delay: float | timedelta | None
+) -> float | None:
+    """When a queued run may start, in epoch seconds (None: at once).
+
+    Raises:
+        InvalidTime: both given, a `start_at` without a time zone, a bad `delay`.
+    """
+    if start_at is not None and delay is not None:
+        raise InvalidTime("give start_at or delay, not both")
+    if start_at is not None:
+        return as_utc(start_at, "start_at").timestamp()
+    if delay is not None:
+        return rt.now() + as_seconds(delay, "delay")
+    return None
 
 
 def same_run(stored: StoredRun, workflow: Workflow[Any, Any], encoded: str) -> None:

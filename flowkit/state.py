@@ -102,6 +102,7 @@ class StepRecord:
         compensated_at: When its compensation finished (None if it was not compensated).
         invoke_state: How its invoke ended (done, failed, timeout, waiting, skipped...), kept
             when a compensation has since changed `state`.
+        due_at: For a waiting step: its deadline (or, for a `flowkit.sleep`, its end).
     """
 
     name: str
@@ -111,6 +112,7 @@ class StepRecord:
     ended_at: datetime | None = None
     compensated_at: datetime | None = None
     invoke_state: StepState | None = None
+    due_at: datetime | None = None
 
     @property
     def duration(self) -> float | None:
@@ -207,6 +209,9 @@ class RunRecord:
         version: The version of the workflow the run started on.
         fingerprint: That definition's fingerprint (None for a run recorded before
             fingerprints were: it is continued on the highest version, by step names).
+        wake_at: For a `waiting` run: its earliest deadline or sleep's end (None: it waits
+            for signals only).
+        start_at: For a delayed queued run: when workers may start it.
     """
 
     transaction_id: str
@@ -223,6 +228,8 @@ class RunRecord:
     queue: str | None = None
     version: int = 1
     fingerprint: str | None = None
+    wake_at: datetime | None = None
+    start_at: datetime | None = None
 
 
 def datetime_of(timestamp: float | None) -> datetime | None:

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
+from flowkit.clock import as_seconds
 from flowkit.exceptions import DefinitionError, PermanentFailure
 from flowkit.refs import Ref, current_recording
 from flowkit.retry import RetryPolicy
@@ -30,14 +31,22 @@ class StepResponse(Generic[OutT, CompT]):
     Args:
         output: The value downstream steps see.
         compensate_input: What the compensation receives; when left out, it receives `output`.
+        timeout: For an `async_completion` step: seconds this wait may last (its deadline
+            is the time it parks plus this), overriding the step's own `timeout`.
+
+    Raises:
+        InvalidTime: a negative, non-finite or non-numeric `timeout`.
     """
 
-    __slots__ = ("compensate_input", "output", "skipped")
+    __slots__ = ("compensate_input", "output", "skipped", "timeout")
 
-    def __init__(self, output: OutT, compensate_input: CompT = UNSET) -> None:
+    def __init__(
+        self, output: OutT, compensate_input: CompT = UNSET, *, timeout: float | None = None
+    ) -> None:
         self.output = output
         self.compensate_input = output if compensate_input is UNSET else compensate_input
         self.skipped = False
+        self.timeout = None if timeout is None else as_seconds(timeout, "StepResponse timeout")
 
     @classmethod
     def skip(cls) -> StepResponse[Any, Any]:
@@ -169,8 +178,10 @@ class Step(Generic[InT, OutT]):
         continue_on_permanent_failure: On final failure, the run goes on.
         skip_on_permanent_failure: On final failure, every later step is skipped.
         explicit_name: True when the name was given, not derived from the function.
+        sleeps: True for the steps `flowkit.sleep` adds (their wait ends at its deadline).
     """
 
+    sleeps = False
     __slots__ = (
         "_compensation",
         "async_completion",

@@ -42,6 +42,8 @@ class StoredStep:
     error: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    due_at: float | None = None
+    """A waiting step's deadline, or a sleeping step's wake-up (epoch seconds, engine clock)."""
 
 
 @frozen
@@ -66,6 +68,10 @@ class StoredRun:
     version: int = 1
     fingerprint: str | None = None
     """None for a run recorded before fingerprints: it is continued by step names."""
+    wake_at: float | None = None
+    """When a `waiting` run needs a tick: its earliest deadline or wake-up (None: never)."""
+    start_at: float | None = None
+    """A queued run is not claimed before this instant (None: at once)."""
 
 
 @frozen
@@ -83,11 +89,15 @@ class NewRun:
     event_group_id: str | None = None
     version: int = 1
     fingerprint: str | None = None
+    start_at: float | None = None
 
 
 @frozen
 class RunUpdate:
-    """A change of the run row written with a checkpoint (None fields are left alone)."""
+    """A change of the run row written with a checkpoint (None fields are left alone).
+
+    `wake_at` is written whenever `status` is (a run that is not parked needs no tick).
+    """
 
     status: str | None = None
     output: str | None = None
@@ -95,6 +105,7 @@ class RunUpdate:
     release: bool = False
     recoveries: int | None = None
     recovery_step: str | None = None
+    wake_at: float | None = None
 
 
 @frozen
@@ -195,11 +206,20 @@ class Store(Protocol):
         limit: int,
         concurrency: int | None = None,
         fingerprints: Sequence[str] | None = None,
+        now: float | None = None,
     ) -> list[StoredRun]:
         """Take up to `limit` queued runs of `queue` (oldest first) whose workflow is one of
         `workflows` (and, when `fingerprints` is given, whose fingerprint is one of them or
         none), each by exactly one caller, keeping the queue under `concurrency` runs
-        executing at once across every worker."""
+        executing at once across every worker. With `now` (the engine's clock), runs whose
+        `start_at` is later are left queued."""
+
+    def due(self, now: float, workflows: Sequence[str], limit: int) -> list[StoredRun]:
+        """Waiting runs of `workflows` with no live owner whose `wake_at` is at or before
+        `now`, the earliest first."""
+
+    def latest_scheduled(self, prefix: str) -> str | None:
+        """The greatest transaction id that starts with `prefix` (a schedule's `name@`)."""
 
     def queued_elsewhere(
         self, queue: str, workflows: Sequence[str], fingerprints: Sequence[str] | None = None

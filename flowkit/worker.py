@@ -21,13 +21,16 @@ from typing import Any
 import structlog
 from attrs import define, field, frozen
 
-from flowkit import continuations
+from flowkit import continuations, timers
 from flowkit.exceptions import DefinitionError
 from flowkit.runtime import Container, Runtime
 from flowkit.state import RunResult, TransactionState
 from flowkit.store import StoredRun
 
-__all__ = ["Queue", "WorkReport"]
+__all__ = ["TICK_EVERY", "Queue", "WorkReport"]
+
+TICK_EVERY = 1.0
+"""Seconds between two `tick()` calls of a worker's loop."""
 
 
 @frozen
@@ -68,6 +71,8 @@ class WorkReport:
         incompatible: Runs of dead workers it left alone because it does not hold the
             definition they started on (their fingerprint), by transaction id: a worker that
             holds it takes them over.
+        expired, woken, scheduled: What its ticks did (see `TickReport`): waits timed out,
+            sleeps ended, schedule runs enqueued.
     """
 
     claimed: int = 0
@@ -76,6 +81,9 @@ class WorkReport:
     released: int = 0
     not_handled: dict[str, int] = field(factory=dict)
     incompatible: list[str] = field(factory=list)
+    expired: int = 0
+    woken: int = 0
+    scheduled: int = 0
 
 
 class Worker:
@@ -101,6 +109,7 @@ class Worker:
         self._active: set[Future[RunResult[Any]]] = set()
         self._lock = threading.Lock()
         self._last_sweep = 0.0
+        self._last_tick = -TICK_EVERY
 
     def run(self, idle_timeout: float | None, poll: tuple[float, float]) -> WorkReport:
         """Claim and run until `stop` is set (or nothing happened for `idle_timeout`)."""
@@ -110,13 +119,14 @@ class Worker:
         wait = poll[0]
         try:
             while not self.stop.is_set():
+                self._tick()
                 started = self._fill(pool)
                 if started or self._busy():
                     idle_since, wait = time.monotonic(), poll[0]
                 elif idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                     break
                 if not started:
-                    self._wake.wait(wait)
+                    self._wake.wait(min(wait, TICK_EVERY))
                     self._wake.clear()
                     wait = min(wait * 2, poll[1])
         finally:
@@ -126,6 +136,21 @@ class Worker:
                 listener.close()
         self._report_not_handled()
         return self.report
+
+    def _tick(self) -> None:
+        """Expire waits, wake sleepers and fire schedules, at most every `TICK_EVERY` s."""
+        now = time.monotonic()
+        if now - self._last_tick < TICK_EVERY:
+            return
+        self._last_tick = now
+        try:
+            ticked = timers.tick(self.runtime, self.container, 100)
+        except Exception as exc:  # a failing tick must not stop the worker
+            _log("worker_tick_failed", error=repr(exc))
+            return
+        self.report.expired += len(ticked.expired)
+        self.report.woken += len(ticked.woken)
+        self.report.scheduled += len(ticked.scheduled)
 
     def _notified(self, queue: str) -> None:
         if queue == self.queue.name:
@@ -154,6 +179,7 @@ class Worker:
             free,
             self.queue.concurrency,
             rt.fingerprints(),
+            rt.now(),
         )
         self.report.claimed += len(claimed)
         for stored in claimed:

@@ -9,6 +9,7 @@ import pytest
 import flowkit
 
 EXPECTED = [
+    "Clock",
     "CompensationFailed",
     "DefinitionError",
     "Encryption",
@@ -18,6 +19,7 @@ EXPECTED = [
     "FlowkitError",
     "IncompatibleRun",
     "InjectedFailure",
+    "InvalidTime",
     "LeaseLost",
     "MemoryStore",
     "NotSerializable",
@@ -31,6 +33,7 @@ EXPECTED = [
     "RunNotFound",
     "RunRecord",
     "RunResult",
+    "Schedule",
     "SchemaMismatch",
     "Scope",
     "Secret",
@@ -49,6 +52,8 @@ EXPECTED = [
     "StepTimeout",
     "StoreError",
     "StoredError",
+    "SystemClock",
+    "TickReport",
     "TransactionConflict",
     "TransactionInProgress",
     "TransactionState",
@@ -61,6 +66,7 @@ EXPECTED = [
     "WorkflowTimeout",
     "create_hook",
     "parallelize",
+    "sleep",
     "step",
     "transform",
     "when",

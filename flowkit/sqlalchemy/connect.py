@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Double, Engine, create_engine, event, literal_column
 from sqlalchemy.engine import make_url
@@ -24,6 +26,7 @@ __all__ = [
     "normalize_url",
     "now_expression",
     "stamp",
+    "translated",
 ]
 
 
@@ -148,3 +151,24 @@ def first_line(exc: BaseException) -> str:
     """The first line of a database error (the driver's own message when there is one)."""
     text = str(getattr(exc, "orig", None) or exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def translated(method: F) -> F:
+    """Turn a database error raised by a store method into `StoreError` (its cause kept).
+
+    The store names the errors to translate in `_database_errors`, and its URL in `url`.
+    """
+
+    @functools.wraps(method)
+    def translating(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except self._database_errors as exc:
+            raise StoreError(
+                f"{method.__name__} failed on {masked(self.url)}: {first_line(exc)}"
+            ) from exc
+
+    return cast(F, translating)

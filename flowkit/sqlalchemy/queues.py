@@ -14,6 +14,7 @@ from sqlalchemy import func, not_, or_, select, true, update
 from sqlalchemy.sql import ColumnElement
 
 from flowkit.sqlalchemy.tables import runs
+from flowkit.sqlalchemy.timers import startable
 from flowkit.state import TransactionState
 from flowkit.store import ACTIVE
 
@@ -29,9 +30,11 @@ def claim_queued(
     now: ColumnElement[Any],
     is_sqlite: bool,
     fingerprints: Sequence[str] | None = None,
+    not_before: float | None = None,
 ) -> Any:
     """The statement claiming up to `limit` queued runs of `workflows` (and of `fingerprints`,
-    or recorded before fingerprints, when given), oldest first."""
+    or recorded before fingerprints, when given), oldest first; with `not_before` (the
+    engine's clock), only runs whose `start_at` has come."""
     pick = (
         select(runs.c.transaction_id)
         .where(
@@ -40,6 +43,7 @@ def claim_queued(
             runs.c.owner.is_(None),
             runs.c.workflow.in_(list(workflows)),
             held_fingerprint(fingerprints),
+            startable(not_before),
         )
         .order_by(runs.c.created_at)
         .limit(limit)

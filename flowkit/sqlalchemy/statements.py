@@ -36,7 +36,7 @@ from flowkit.store import Checkpoint, NewRun, RunUpdate, StoredRun, StoredStep
 
 STEP_COLUMNS = (
     "transaction_id", "step", "action", "status", "attempt", "output", "compensate_input",
-    "error", "started_at", "ended_at",
+    "error", "started_at", "ended_at", "due_at",
 )  # fmt: skip
 _NO_UPDATE = RunUpdate()
 
@@ -96,6 +96,8 @@ class Statements:
             "p_recoveries": update.recoveries,
             "p_recovery_step": update.recovery_step,
             "p_release": update.release,
+            "p_wake_at": update.wake_at,
+            "p_set_wake": update.status is not None,
         }
 
 
@@ -112,6 +114,7 @@ def step_values(checkpoint: Checkpoint, step: StoredStep) -> dict[str, Any]:
         "error": step.error,
         "started_at": step.started_at,
         "ended_at": step.ended_at,
+        "due_at": step.due_at,
         "f_tx": checkpoint.transaction_id,
         "f_owner": checkpoint.owner,
     }
@@ -132,12 +135,14 @@ def start_values(new: NewRun) -> dict[str, Any]:
         "event_group_id": new.event_group_id,
         "version": new.version,
         "fingerprint": new.fingerprint,
+        "start_at": new.start_at,
     }
 
 
 def fenced_update(now: ColumnElement[Any]) -> Any:
     """`UPDATE flowkit_runs ... WHERE transaction_id = ? AND owner = ?`, optional fields kept."""
     release = bindparam("p_release", type_=Boolean)
+    status = bindparam("p_status", type_=String)
     return (
         update(runs)
         .where(
@@ -145,7 +150,7 @@ def fenced_update(now: ColumnElement[Any]) -> Any:
             runs.c.owner == bindparam("p_fence", type_=String),
         )
         .values(
-            status=func.coalesce(bindparam("p_status", type_=String), runs.c.status),
+            status=func.coalesce(status, runs.c.status),
             output=func.coalesce(bindparam("p_output", type_=String), runs.c.output),
             errors=func.coalesce(bindparam("p_errors", type_=String), runs.c.errors),
             recoveries=func.coalesce(bindparam("p_recoveries", type_=Integer), runs.c.recoveries),
@@ -154,6 +159,10 @@ def fenced_update(now: ColumnElement[Any]) -> Any:
             ),
             owner=case((release, null()), else_=runs.c.owner),
             lease_expires_at=case((release, null()), else_=runs.c.lease_expires_at),
+            wake_at=case(
+                (bindparam("p_set_wake", type_=Boolean), bindparam("p_wake_at", type_=Double)),
+                else_=runs.c.wake_at,
+            ),
             updated_at=now,
         )
     )
@@ -191,6 +200,8 @@ def _start_insert(now: ColumnElement[Any], is_sqlite: bool) -> Any:
             event_group_id=bindparam("event_group_id", type_=String),
             version=bindparam("version", type_=Integer),
             fingerprint=bindparam("fingerprint", type_=String),
+            wake_at=null(),
+            start_at=bindparam("start_at", type_=Double),
         )
         .on_conflict_do_nothing(index_elements=["transaction_id"])
     )
@@ -216,4 +227,6 @@ def run_from_row(row: Any) -> StoredRun:
         event_group_id=row.event_group_id,
         version=row.version,
         fingerprint=row.fingerprint,
+        wake_at=row.wake_at,
+        start_at=row.start_at,
     )

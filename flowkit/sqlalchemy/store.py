@@ -12,11 +12,10 @@ across concurrent runs by `GroupCommit`.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -32,6 +31,7 @@ from flowkit.sqlalchemy.connect import (
     normalize_url,
     now_expression,
     stamp,
+    translated,
 )
 from flowkit.sqlalchemy.group import GroupCommit
 from flowkit.sqlalchemy.migrate import upgrade
@@ -40,6 +40,7 @@ from flowkit.sqlalchemy.queues import claim_queued, queued_elsewhere, running
 from flowkit.sqlalchemy.sqlite import file_key, sync_wal, writer_lock
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, run_from_row
 from flowkit.sqlalchemy.tables import SCHEMA_REVISION, VERSION_TABLE, inbox, metadata, runs, steps
+from flowkit.sqlalchemy.timers import due_runs, latest_with_prefix
 from flowkit.sqlalchemy.writer import CheckpointWriter, park
 from flowkit.state import TransactionState
 from flowkit.store import ACTIVE, Checkpoint, NewRun, Signal, StoredRun, StoredStep
@@ -48,23 +49,7 @@ from flowkit.syncscope import SyncScope
 __all__ = ["SqlStore"]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-F = TypeVar("F", bound=Callable[..., Any])
 _FINISHED = [s.value for s in TransactionState if s.is_finished]
-
-
-def _translated(method: F) -> F:
-    """Turn a database error raised by a store method into `StoreError` (its cause kept)."""
-
-    @functools.wraps(method)
-    def translated(self: SqlStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except self._database_errors as exc:
-            raise StoreError(
-                f"{method.__name__} failed on {masked(self.url)}: {first_line(exc)}"
-            ) from exc
-
-    return cast(F, translated)
 
 
 class SqlStore:
@@ -142,7 +127,7 @@ class SqlStore:
                 f"cannot open database {masked(self.url)}: {first_line(exc)}"
             ) from None
 
-    @_translated
+    @translated
     def create_all(self) -> None:
         """Create flowkit's tables (for quick starts; deployments run the migrations)."""
         with self.engine.begin() as conn:
@@ -174,7 +159,7 @@ class SqlStore:
 
     # --- runs -------------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def start_run(self, new: NewRun) -> StoredRun | None:
         if self._group.submit(new):
             return None
@@ -182,7 +167,7 @@ class SqlStore:
         assert found is not None
         return found
 
-    @_translated
+    @translated
     def load(self, transaction_id: str) -> tuple[StoredRun, list[StoredStep]] | None:
         with self._read_engine.begin() as conn:
             row = conn.execute(select(runs).where(runs.c.transaction_id == transaction_id)).first()
@@ -195,13 +180,13 @@ class SqlStore:
             )
             return run_from_row(row), [StoredStep(*r) for r in rows]
 
-    @_translated
+    @translated
     def get_run(self, transaction_id: str) -> StoredRun | None:
         with self._read_engine.connect() as conn:
             row = conn.execute(select(runs).where(runs.c.transaction_id == transaction_id)).first()
         return None if row is None else run_from_row(row)
 
-    @_translated
+    @translated
     def list_runs(
         self,
         status: str | None = None,
@@ -219,7 +204,7 @@ class SqlStore:
         with self._read_engine.connect() as conn:
             return [run_from_row(r) for r in conn.execute(query)]
 
-    @_translated
+    @translated
     def purge(self, before: float) -> int:
         doomed = select(runs.c.transaction_id).where(
             runs.c.status.in_(_FINISHED), runs.c.updated_at < before
@@ -231,7 +216,7 @@ class SqlStore:
 
     # --- ownership --------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def claim(
         self, transaction_id: str, owner: str, lease_seconds: float, statuses: Iterable[str]
     ) -> StoredRun | None:
@@ -249,7 +234,7 @@ class SqlStore:
             row = conn.execute(claim).first()
         return None if row is None else run_from_row(row)
 
-    @_translated
+    @translated
     def renew(self, owner: str, transaction_ids: Sequence[str], lease_seconds: float) -> None:
         if not transaction_ids:
             return
@@ -260,7 +245,7 @@ class SqlStore:
                 .values(lease_expires_at=self._now + lease_seconds)
             )
 
-    @_translated
+    @translated
     def expired(self, limit: int = 100) -> list[StoredRun]:
         query = (
             select(runs)
@@ -274,7 +259,7 @@ class SqlStore:
         with self._read_engine.connect() as conn:
             return [run_from_row(r) for r in conn.execute(query)]
 
-    @_translated
+    @translated
     def expire_lease(self, transaction_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(
@@ -283,17 +268,18 @@ class SqlStore:
                 .values(lease_expires_at=self._now - 1.0)
             )
 
-    @_translated
+    @translated
     def now(self) -> float:
         with self._read_engine.connect() as conn:
             return float(conn.execute(select(self._now)).scalar_one())
 
     # --- queues -----------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def claim_queued(
         self, queue: str, owner: str, lease_seconds: float, workflows: Sequence[str],
         limit: int, concurrency: int | None = None, fingerprints: Sequence[str] | None = None,
+        now: float | None = None,
     ) -> list[StoredRun]:  # fmt: skip
         with self.engine.begin() as conn:
             if concurrency is not None:
@@ -302,11 +288,25 @@ class SqlStore:
                 return []
             claim = claim_queued(
                 queue, owner, lease_seconds, workflows, limit, self._now, self.is_sqlite,
-                fingerprints,
+                fingerprints, now,
             )  # fmt: skip
             return [run_from_row(r) for r in conn.execute(claim)]
 
-    @_translated
+    @translated
+    def due(self, now: float, workflows: Sequence[str], limit: int) -> list[StoredRun]:
+        """Waiting runs due at `now` (see `Store.due`), the earliest first."""
+        with self._read_engine.connect() as conn:
+            found = conn.execute(due_runs(now, workflows, limit, self._now))
+            return [run_from_row(r) for r in found]
+
+    @translated
+    def latest_scheduled(self, prefix: str) -> str | None:
+        """The greatest transaction id starting with `prefix` (see `Store.latest_scheduled`)."""
+        with self._read_engine.connect() as conn:
+            found = conn.execute(latest_with_prefix(prefix)).scalar()
+            return None if found is None else str(found)
+
+    @translated
     def queued_elsewhere(
         self, queue: str, workflows: Sequence[str], fingerprints: Sequence[str] | None = None
     ) -> dict[str, int]:
@@ -323,7 +323,7 @@ class SqlStore:
 
     # --- signals ----------------------------------------------------------------------------
 
-    @_translated
+    @translated
     def put_signal(self, transaction_id: str, signal: Signal) -> str:
         with self.engine.begin() as conn:
             status = conn.execute(
@@ -349,7 +349,7 @@ class SqlStore:
             )
         return "stored"
 
-    @_translated
+    @translated
     def write(self, checkpoint: Checkpoint, session: Any = None) -> None:
         if session is not None:
             self._writer.write_in_session(checkpoint, session)

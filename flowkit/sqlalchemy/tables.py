@@ -17,7 +17,7 @@ from sqlalchemy import (
 
 __all__ = ["SCHEMA_REVISION", "VERSION_TABLE", "inbox", "metadata", "runs", "steps"]
 
-SCHEMA_REVISION = "0003_versions"
+SCHEMA_REVISION = "0004_time"
 VERSION_TABLE = "flowkit_alembic_version"
 
 metadata = MetaData()
@@ -42,7 +42,10 @@ runs = Table(
     Column("event_group_id", String(255)),
     Column("version", Integer, nullable=False, server_default="1"),
     Column("fingerprint", String(64)),
+    Column("wake_at", Double),
+    Column("start_at", Double),
     Index("ix_flowkit_runs_status_lease", "status", "lease_expires_at"),
+    Index("ix_flowkit_runs_status_wake", "status", "wake_at"),
     Index("ix_flowkit_runs_workflow_created", "workflow", "created_at"),
     Index("ix_flowkit_runs_queue", "queue", "status", "created_at"),
 )
@@ -68,6 +71,7 @@ steps = Table(
     Column("error", Text),
     Column("started_at", Double),
     Column("ended_at", Double),
+    Column("due_at", Double),
     Index("ix_flowkit_steps_transaction", "transaction_id", "id"),
 )
 
