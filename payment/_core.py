@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
@@ -30,10 +30,11 @@ from payment.providers.base import (
     ProviderContext,
     ProviderCustomer,
     ProviderInput,
+    authorization_window,
 )
 from payment.repository import PaymentRepository, PaymentStore
 
-__all__ = ["MAX_KEY_LENGTH", "ModuleCore", "check_key"]
+__all__ = ["MAX_KEY_LENGTH", "ModuleCore", "aware_instant", "check_key"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -53,6 +54,19 @@ def check_key(value: str | None, field: str = "idempotency_key") -> str | None:
     if not isinstance(value, str) or not value or len(value) > MAX_KEY_LENGTH:
         raise InvalidData(field, f"must be a non-empty string of at most {MAX_KEY_LENGTH} chars")
     return value
+
+
+def aware_instant(value: object, field: str) -> datetime:
+    """`value` as an aware instant in UTC.
+
+    Raises:
+        InvalidData: not a datetime, or a naive one (whose local time would it be?).
+    """
+    if not isinstance(value, datetime):
+        raise InvalidData(field, f"expected a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidData(field, "has no time zone: give an aware datetime (tzinfo=UTC)")
+    return value.astimezone(UTC)
 
 
 E = TypeVar("E", bound=Enum)
@@ -125,7 +139,8 @@ class ModuleCore:
         clock: The current time, timezone-aware (UTC now by default).
 
     Raises:
-        ValueError: a provider id does not start with ``pp_`` or is registered twice.
+        ValueError: a provider id does not start with ``pp_`` or is registered twice, or a
+            provider's ``authorization_window`` is neither None nor a positive `timedelta`.
     """
 
     def __init__(
@@ -139,6 +154,9 @@ class ModuleCore:
         self._store = store
         self._providers = _providers_by_id(providers)
         self._secret_fields = secret_fields(self._providers.values())
+        self._windows: dict[str, timedelta | None] = {
+            pid: authorization_window(provider) for pid, provider in self._providers.items()
+        }
         self._ids = ids or IdFactory()
         self._clock = clock or (lambda: datetime.now(UTC))
 

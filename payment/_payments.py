@@ -15,14 +15,24 @@ same key to the provider (which replays its answer) and finishes it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 
-from payment._core import ModuleCore, check_key
+from payment._core import ModuleCore, aware_instant, check_key
 from payment.domain import Payment
-from payment.exceptions import NotFound, PaymentError
+from payment.exceptions import InvalidData, NotFound, PaymentError
 from payment.money import AmountInput
 from payment.providers.base import ProviderOutput
 
-__all__ = ["PaymentMethods"]
+__all__ = ["MAX_PAGE", "PaymentMethods"]
+
+MAX_PAGE = 1000
+"""The most payments `PaymentMethods.list_expired_authorizations` returns at once."""
+
+
+def _page_size(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidData("limit", f"expected an int from 1 to {MAX_PAGE}")
+    return limit
 
 
 class PaymentMethods(ModuleCore):
@@ -51,6 +61,55 @@ class PaymentMethods(ModuleCore):
         with self._store.read() as repo:
             return repo.list_payments(
                 ids=ids, collection_id=collection_id, session_id=session_id, provider_id=provider_id
+            )
+
+    def authorization_window(self, provider_id: str) -> timedelta | None:
+        """How long the provider holds an uncaptured authorization (None: it never lapses).
+
+        Raises:
+            ProviderNotFound: not registered.
+        """
+        self._registered(provider_id)
+        return self._windows[provider_id]
+
+    def list_expired_authorizations(
+        self,
+        authorized_before: datetime,
+        *,
+        limit: int = 100,
+        after_id: str | None = None,
+    ) -> list[Payment]:
+        """Authorizations that are due for release: payments authorized before an instant
+        that hold money with nothing captured, at a provider whose authorizations lapse.
+
+        A payment is listed when it is not canceled, has no capture (not even a pending one:
+        a capture in flight is not stale), was authorized strictly before `authorized_before`,
+        and its provider declares an `authorization_window` (the system provider's never
+        lapse). Payments come in id order (ids sort by creation), a page at a time.
+
+        Args:
+            authorized_before: An aware instant (any time zone; compared in UTC).
+            limit: At most this many payments, 1 to `MAX_PAGE`.
+            after_id: Only payments whose id sorts after this one: the last id of the
+                previous page (canceling a listed payment never moves the others).
+
+        Returns:
+            The payments, with their refunds (they have no captures).
+
+        Raises:
+            InvalidData: a naive or non-datetime instant, a bad limit, or an `after_id` that
+                is not an id string.
+        """
+        before = aware_instant(authorized_before, "authorized_before")
+        size = _page_size(limit)
+        if after_id is not None:
+            check_key(after_id, "after_id")
+            if "\x00" in after_id:
+                raise InvalidData("after_id", "contains a NUL character")
+        lapsing = sorted(pid for pid, window in self._windows.items() if window is not None)
+        with self._store.read() as repo:
+            return repo.list_uncaptured_authorizations(
+                authorized_before=before, provider_ids=lapsing, limit=size, after_id=after_id
             )
 
     def capture_payment(
@@ -194,26 +253,34 @@ class PaymentMethods(ModuleCore):
             repo.save_collection(before, before.with_payment(payment))
             return payment
 
-    def cancel_payment(self, payment_id: str) -> Payment:
+    def cancel_payment(self, payment_id: str, idempotency_key: str | None = None) -> Payment:
         """Void a payment's authorization at the provider, then mark it canceled.
 
         Canceling twice returns the canceled payment without calling the provider.
+
+        Args:
+            payment_id: The payment.
+            idempotency_key: Identifies this cancel (e.g. a step's key): the provider gets
+                ``{payment_id}:cancel:{key}``; without one it gets ``{payment_id}:cancel``.
 
         Returns:
             The canceled payment.
 
         Raises:
             NotFound: unknown id.
+            InvalidData: a malformed idempotency key.
             PaymentAlreadyCaptured: the payment has a capture (refund instead).
             ProviderError: the provider refused (nothing is marked canceled).
         """
+        key = check_key(idempotency_key)
+        provider_key = f"{payment_id}:cancel" if key is None else f"{payment_id}:cancel:{key}"
         with self._store.read() as repo:
             collection = self._collection_of(repo, payment_id=payment_id)
             payment = collection.payment(payment_id)
             if payment.canceled_at is not None:
                 return payment
             payment.ensure_cancelable()
-            record = self._payment_input(repo, collection, payment, f"{payment_id}:cancel")
+            record = self._payment_input(repo, collection, payment, provider_key)
         self._send("cancel_payment", [(payment.provider_id, record)])
         # The provider voided it: a capture racing this cancel can no longer succeed there.
         with self._store.write() as repo:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Protocol
 
 from payment.domain import (
@@ -85,6 +86,18 @@ class PaymentRepository(Protocol):
         provider_id: str | None = None,
     ) -> list[Payment]:
         """Payments (with captures and refunds) matching every given filter, oldest first."""
+
+    def list_uncaptured_authorizations(
+        self,
+        *,
+        authorized_before: datetime,
+        provider_ids: Sequence[str],
+        limit: int,
+        after_id: str | None = None,
+    ) -> list[Payment]:
+        """Payments not canceled and without any capture (not even a pending one), created
+        (authorized) before `authorized_before` at one of `provider_ids`, in id order: at most
+        `limit` of them, those whose id sorts after `after_id` when it is given."""
 
     def save_collection(
         self, before: PaymentCollection | None, after: PaymentCollection | None

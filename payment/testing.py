@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -27,15 +27,19 @@ __all__ = ["InMemoryCartService", "authorized_payment", "get_test_provider", "pa
 
 @contextmanager
 def payment_module(
-    database_url: str, *, providers: Iterable[PaymentProvider] | None = None
+    database_url: str,
+    *,
+    providers: Iterable[PaymentProvider] | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Iterator[PaymentModule]:
     """A module on `database_url` (schema created), closed when the block ends.
 
     Args:
         database_url: A test database.
         providers: Default: a `SystemProvider` and a fresh `TestProvider`.
+        clock: The module's clock (e.g. a `flowkit.testing.ManualClock`'s ``now``).
     """
-    module = make_payment_module(database_url, providers=providers)
+    module = make_payment_module(database_url, providers=providers, clock=clock)
     try:
         yield module
     finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -257,6 +258,25 @@ class SqlPaymentRepository:
             (p.provider_id, provider_id),
         ]
         return self._with_children(self._shaped("payments", filters))
+
+    def list_uncaptured_authorizations(
+        self,
+        *,
+        authorized_before: datetime,
+        provider_ids: Sequence[str],
+        limit: int,
+        after_id: str | None = None,
+    ) -> list[Payment]:
+        """Live payments without captures created before a time, in id order (one page)."""
+        if not provider_ids or limit <= 0:
+            return []
+        sql = self._sql
+        statement = sql.uncaptured_authorizations(len(provider_ids), after_id is not None)
+        codec = sql.payments.codec
+        before = codec.encode_at(codec.columns.index("created_at"), authorized_before)
+        after = () if after_id is None else (after_id,)
+        values = (before, *provider_ids, *after, limit, 0)
+        return self._with_children(self._send(statement, *values).fetchall())
 
     def save_collection(
         self, before: PaymentCollection | None, after: PaymentCollection | None

@@ -73,6 +73,7 @@ class Statements:
         """The filterable queries of `shaped`, in id order (oldest first: ids sort by time)."""
         self._shapes: dict[tuple[Any, ...], Sql] = {}
         self._shapes_lock = threading.Lock()
+        self._uncaptured: dict[tuple[int, bool], Sql] = {}
 
     def _one(self, query: sa.Select[Any], *names: str) -> Sql:
         return Sql(query, self.dialect, names)
@@ -132,6 +133,35 @@ class Statements:
         self.holder = self._one(self.holders.select().where(h.c.id == bind("id")), "id")
         customer = h.c.provider_id == bind("provider"), h.c.customer_id == bind("customer")
         self.holder_of = self._one(self.holders.select().where(*customer), "provider", "customer")
+
+    def uncaptured_authorizations(self, providers: int, after: bool) -> Sql:
+        """Live payments without any capture row, created before ``before``, at one of
+        ``provider0..n``, in id order, ``limit`` at most, after the id ``after`` if `after`.
+
+        Bind parameters, in this order: ``before``, ``provider{i}`` for each provider,
+        ``after`` (when `after`), ``limit``, ``offset`` (0). Compiled once per (providers,
+        after).
+        """
+        key = (providers, after)
+        found = self._uncaptured.get(key)
+        if found is not None:
+            return found
+        p, c = t.payments.c, t.captures.c
+        names = ["before", *(f"provider{i}" for i in range(providers))]
+        query = self.payments.select().where(
+            p.canceled_at.is_(None),
+            p.created_at < bind("before"),
+            p.provider_id.in_([bind(name) for name in names[1:]]),
+            ~sa.exists().where(c.payment_id == p.id),
+        )
+        if after:
+            query = query.where(p.id > bind("after"))
+            names.append("after")
+        # both bound: SQLite's compiler adds an OFFSET parameter of its own to a lone LIMIT
+        query = query.order_by(p.id).limit(bind("limit")).offset(bind("offset"))
+        compiled = Sql(query, self.dialect, [*names, "limit", "offset"])
+        self._uncaptured[key] = compiled  # a race compiles it twice, harmlessly
+        return compiled
 
     def shaped(
         self,

@@ -17,6 +17,7 @@ from payment.providers.base import (
     SupportsAccountHolders,
     Webhook,
     WebhookAction,
+    authorization_window,
 )
 from payment.providers.system import SystemProvider
 from payment.providers.test import LedgerEntry, TestProvider
@@ -37,4 +38,5 @@ __all__ = [
     "TestProvider",
     "Webhook",
     "WebhookAction",
+    "authorization_window",
 ]

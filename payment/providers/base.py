@@ -10,6 +10,7 @@ quantized to the currency (use `payment.money.to_minor_units` for gateways that 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -33,6 +34,7 @@ __all__ = [
     "SupportsAccountHolders",
     "Webhook",
     "WebhookAction",
+    "authorization_window",
 ]
 
 
@@ -179,6 +181,12 @@ class PaymentProvider(Protocol):
 
     `id` is ``pp_{name}`` (e.g. ``pp_stripe``). Each method may raise `ProviderError`; none
     may block on a lock the module holds (the module never calls one inside a transaction).
+
+    Two attributes are optional (read with `getattr`, so older providers still fit):
+    ``secret_fields``, the data keys kept out of workflow outputs, and
+    ``authorization_window``, how long the provider holds an uncaptured authorization before
+    it lapses (a positive `timedelta`; None, or no attribute: it never lapses). See
+    `authorization_window`.
     """
 
     @property
@@ -226,3 +234,31 @@ class SupportsAccountHolders(Protocol):
 
     def create_account_holder(self, holder: AccountHolderInput) -> AccountHolderOutput:
         """Create the customer at the provider (idempotent by the customer id key)."""
+
+
+def authorization_window(provider: object) -> timedelta | None:
+    """How long `provider` holds an uncaptured authorization before letting it lapse.
+
+    Read from the provider's optional ``authorization_window`` attribute (Stripe: 7 days). The
+    release of expired authorizations only ever touches payments at providers with a window.
+
+    Args:
+        provider: A payment provider.
+
+    Returns:
+        The window, or None when the provider's authorizations never lapse (or it says nothing).
+
+    Raises:
+        ValueError: the provider declares something that is neither None nor a positive
+            `timedelta`.
+    """
+    window = getattr(provider, "authorization_window", None)
+    if window is None:
+        return None
+    if not isinstance(window, timedelta) or window <= timedelta(0):
+        name = getattr(provider, "id", type(provider).__name__)
+        raise ValueError(
+            f"provider {name!r}: authorization_window must be a positive timedelta or None, "
+            f"not {window!r}"
+        )
+    return window

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from payment.domain import ProviderStatus
 from payment.providers.base import ProviderInput, ProviderOutput, Webhook, WebhookAction
 
@@ -16,6 +18,8 @@ class SystemProvider:
     """
 
     id = "pp_system_default"
+    authorization_window: timedelta | None = None
+    """Never lapses: nothing is held at a gateway, so there is nothing to release."""
 
     def initiate_payment(self, payment: ProviderInput) -> ProviderOutput:
         """Accept the session; its data is kept as given."""

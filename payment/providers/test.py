@@ -28,6 +28,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
@@ -48,7 +49,10 @@ from payment.providers.base import (
     WebhookAction,
 )
 
-__all__ = ["SCENARIOS", "LedgerEntry", "TestProvider"]
+__all__ = ["DEFAULT_AUTHORIZATION_WINDOW", "SCENARIOS", "LedgerEntry", "TestProvider"]
+
+DEFAULT_AUTHORIZATION_WINDOW = timedelta(days=7)
+"""`TestProvider`'s authorization window unless told otherwise: Stripe's, for card payments."""
 
 SCENARIOS = frozenset(
     {
@@ -119,6 +123,10 @@ class TestProvider:
         secret: The webhook signing secret (random by default).
         tolerance_seconds: How old (or early) a webhook's signed timestamp may be.
         clock: Seconds since the epoch, for the webhook timestamps.
+        authorization_window: How long an uncaptured authorization holds before it lapses,
+            as `payment.providers.authorization_window` reads it: 7 days by default, Stripe's
+            window for card payments, so tests see what production would; None for a gateway
+            whose authorizations never lapse.
     """
 
     __test__ = False  # not a pytest test class
@@ -131,7 +139,9 @@ class TestProvider:
         secret: str | None = None,
         tolerance_seconds: float = 300,
         clock: Callable[[], float] = time.time,
+        authorization_window: timedelta | None = DEFAULT_AUTHORIZATION_WINDOW,
     ) -> None:
+        self.authorization_window = authorization_window
         self._secret = secret or secrets.token_hex(16)
         self._tolerance = tolerance_seconds
         self._clock = clock

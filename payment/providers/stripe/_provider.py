@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import stripe
@@ -130,6 +131,8 @@ class StripeProvider:
     id = "pp_stripe"
     secret_fields = frozenset({"client_secret"})
     """Data keys kept out of workflow outputs (`PaymentModule.retrieve_session_secrets`)."""
+    authorization_window: timedelta | None = timedelta(days=7)
+    """Stripe releases an uncaptured card authorization after 7 days."""
 
     def __init__(
         self,
