@@ -24,8 +24,16 @@ from flowkit.cli._options import (
     search_path,
     since_value,
 )
-from flowkit.cli._reading import list_incompatible, list_runs, read_run
-from flowkit.cli._render import dumps, print_result, print_run, print_runs, run_json
+from flowkit.cli._reading import list_incompatible, list_runs, read_run, schedule_lines
+from flowkit.cli._render import (
+    dumps,
+    print_result,
+    print_run,
+    print_runs,
+    print_schedules,
+    run_json,
+    schedule_json,
+)
 from flowkit.encryption import Encryption
 from flowkit.exceptions import FlowkitError
 from flowkit.state import RunRecord, TransactionState
@@ -207,6 +215,24 @@ def runs_show(
         click.echo(dumps(run_json(view.record, view.steps)))
     else:
         print_run(_console(), view)
+
+
+@cli.group()
+def schedules() -> None:
+    """The schedules an app's engine fires (`flowkit.Schedule`)."""
+
+
+@schedules.command("list")
+@app_option
+@json_option
+def schedules_list(app: str, as_json: bool) -> None:
+    """Each schedule of the --app engine: what it starts, its next tick, its latest run."""
+    with open_app_engine(app) as engine:
+        lines = schedule_lines(engine)
+    if as_json:
+        click.echo(dumps([schedule_json(line) for line in lines]))
+    else:
+        print_schedules(_console(), lines)
 
 
 @cli.command()

@@ -15,8 +15,17 @@ from attrs import frozen
 from flowkit.engine import Engine
 from flowkit.exceptions import EncryptionKeyMissing, FlowkitError, RunNotFound
 from flowkit.state import RunRecord, StepError, StepRecord, StepState
+from flowkit.timers import schedule_state
 
-__all__ = ["RunView", "StepLine", "list_incompatible", "list_runs", "read_run"]
+__all__ = [
+    "RunView",
+    "ScheduleLine",
+    "StepLine",
+    "list_incompatible",
+    "list_runs",
+    "read_run",
+    "schedule_lines",
+]
 
 COMPENSATION_STATES = frozenset(
     {StepState.COMPENSATING, StepState.REVERTED, StepState.COMPENSATION_FAILED}
@@ -37,6 +46,7 @@ class StepLine:
         compensation: The compensation's state (`reverted`, `compensation_failed`...), or None.
         compensated_at: When the compensation finished.
         compensation_error: The compensation's error, if any.
+        due_at: For a waiting step: its deadline (a `flowkit.sleep`: when it wakes).
     """
 
     name: str
@@ -48,6 +58,7 @@ class StepLine:
     compensation: StepState | None = None
     compensated_at: datetime | None = None
     compensation_error: StepError | None = None
+    due_at: datetime | None = None
 
     @property
     def duration(self) -> float | None:
@@ -90,6 +101,39 @@ def read_run(engine: Engine, transaction_id: str) -> RunView:
     if record is None:
         raise RunNotFound(transaction_id)
     return RunView(record, timeline(record), note)
+
+
+@frozen
+class ScheduleLine:
+    """One schedule as `schedules list` prints it.
+
+    Attributes:
+        name: The schedule's name.
+        workflow: The workflow it starts.
+        when: Its cron expression, or `every <interval>`.
+        next_tick: Its first tick after now (the engine's clock).
+        last_run: The transaction id of its latest run still stored, or None.
+        last_status: That run's status.
+    """
+
+    name: str
+    workflow: str
+    when: str
+    next_tick: datetime
+    last_run: str | None
+    last_status: str | None
+
+
+def schedule_lines(engine: Engine) -> list[ScheduleLine]:
+    """The engine's schedules, by name, with their next tick and latest run."""
+    lines = []
+    for name, schedule in sorted(engine.schedules.items()):
+        next_tick, last = schedule_state(engine.runtime, schedule)
+        record = engine.get(last, decode=False) if last is not None else None
+        when = schedule.cron if schedule.cron is not None else f"every {schedule.every}"
+        status = record.status.value if record is not None else None
+        lines.append(ScheduleLine(name, schedule.workflow_name, when, next_tick, last, status))
+    return lines
 
 
 def list_runs(
@@ -150,6 +194,7 @@ def _line(step: StepRecord, errors: Sequence[StepError]) -> StepLine:
         compensation=step.state if compensated else None,
         compensated_at=step.compensated_at,
         compensation_error=_last_error(errors, step.name, "compensate"),
+        due_at=step.due_at,
     )
 
 

@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flowkit.cli._reading import RunView, StepLine
-from flowkit.state import RunRecord, RunResult, StepError
+from flowkit.cli._reading import RunView, ScheduleLine, StepLine
+from flowkit.state import RunRecord, RunResult, StepError, TransactionState
 
 __all__ = [
     "dumps",
@@ -92,6 +92,8 @@ def run_json(record: RunRecord, steps: Iterable[StepLine] | None = None) -> dict
         "owner": record.owner,
         "lease_expires_at": _iso(record.lease_expires_at),
         "queue": record.queue,
+        "wake_at": _iso(record.wake_at),
+        "start_at": _iso(record.start_at),
         "input": jsonable(record.input),
         "output": jsonable(record.output),
         "errors": [error_json(e) for e in record.errors],
@@ -117,6 +119,7 @@ def step_json(line: StepLine) -> dict[str, Any]:
         "started_at": _iso(line.started_at),
         "ended_at": _iso(line.ended_at),
         "duration_seconds": line.duration,
+        "due_at": _iso(line.due_at),
         "error": _short_error_json(line.error),
         "compensation": compensation,
     }
@@ -184,6 +187,10 @@ def print_run(console: Console, view: RunView) -> None:
     console.print(f"created {_when(record.created_at)}  updated {_when(record.updated_at)} (UTC)")
     if record.owner is not None:
         console.print(f"owner {record.owner} until {_when(record.lease_expires_at)}")
+    if record.wake_at is not None:
+        console.print(f"wakes at {_when(record.wake_at)} (UTC): its earliest deadline or sleep end")
+    if record.start_at is not None and record.status is TransactionState.QUEUED:
+        console.print(f"starts at {_when(record.start_at)} (UTC) at the earliest")
     for label, value in (("input", record.input), ("output", record.output)):
         if value is not None:
             line = f"{label} {json.dumps(jsonable(value), ensure_ascii=False)}"
@@ -207,6 +214,9 @@ def _timeline(steps: Sequence[StepLine]) -> Table:
         table.add_column(title, no_wrap=True, justify="right" if title == "attempts" else "left")
     errors = any(line.error is not None for line in steps)
     compensations = any(line.compensation is not None for line in steps)
+    deadlines = any(line.due_at is not None for line in steps)
+    if deadlines:
+        table.add_column("deadline (UTC)", no_wrap=True)
     if errors:
         table.add_column("error", overflow="fold", min_width=12, max_width=48)
     if compensations:
@@ -219,10 +229,43 @@ def _timeline(steps: Sequence[StepLine]) -> Table:
             _clock(line.started_at),
             _duration(line.duration),
         ]
+        cells += [_when(line.due_at) if line.due_at else _NONE] if deadlines else []
         cells += [_short_error(line.error)] if errors else []
         cells += [_compensation(line)] if compensations else []
         table.add_row(*cells)
     return table
+
+
+def print_schedules(console: Console, lines: Sequence[ScheduleLine]) -> None:
+    """A table of an engine's schedules: what each starts, its next tick, its last run."""
+    if not lines:
+        console.print("this engine has no schedules")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for title in ("schedule", "workflow", "when", "next tick (UTC)", "last run", "status"):
+        table.add_column(title, no_wrap=True)
+    for line in lines:
+        table.add_row(
+            line.name,
+            line.workflow,
+            line.when,
+            _when(line.next_tick),
+            line.last_run or "-",
+            _state(line.last_status) if line.last_status else _NONE,
+        )
+    console.print(table)
+
+
+def schedule_json(line: ScheduleLine) -> dict[str, Any]:
+    """One schedule as JSON."""
+    return {
+        "schedule": line.name,
+        "workflow": line.workflow,
+        "when": line.when,
+        "next_tick": _iso(line.next_tick),
+        "last_run": line.last_run,
+        "last_status": line.last_status,
+    }
 
 
 def print_result(console: Console, result: RunResult[Any]) -> None:
