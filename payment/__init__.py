@@ -2,7 +2,8 @@
 
 Collections, sessions, payments, captures and refunds with exact `Decimal` money, providers
 behind one protocol, and row-locked operations that never move more money than there is.
-Build it with `make_payment_module` and register it with `register`.
+Build it with `make_payment_module` and register it with `register`;
+`release_expired_authorizations_schedule` voids authorizations left uncaptured too long.
 """
 
 from payment._collections import NewPaymentCollection
@@ -59,6 +60,7 @@ from payment.providers import (
     Webhook,
     WebhookAction,
 )
+from payment.schedules import release_expired_authorizations_schedule
 from payment.service import NewRefundReason, PaymentModule
 
 __all__ = [
@@ -116,5 +118,6 @@ __all__ = [
     "make_payment_module",
     "normalize_currency",
     "register",
+    "release_expired_authorizations_schedule",
     "to_amount",
 ]

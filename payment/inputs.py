@@ -8,12 +8,14 @@ another type, with `InvalidData`. `accepts_input` applies it to a step function.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from attrs import field, frozen
 
 from payment._convert import accepts_input, as_input
+from payment._core import aware_instant
 from payment.domain import Payment
 from payment.domain.cards import refuse_card_numbers
 
@@ -27,6 +29,7 @@ __all__ = [
     "MarkPaymentCollectionAsPaidInput",
     "RefundOutcome",
     "RefundPaymentInput",
+    "ReleaseExpiredAuthorizationsInput",
     "SessionSpec",
     "accepts_input",
     "as_input",
@@ -45,6 +48,10 @@ def _data(value: Mapping[str, Any] | None) -> dict[str, Any]:
 def _context(value: Mapping[str, Any] | None) -> dict[str, Any]:
     refuse_card_numbers(value, "context")
     return dict(value or {})
+
+
+def _instant(value: datetime) -> datetime:
+    return aware_instant(value, "authorized_before")
 
 
 @frozen
@@ -139,6 +146,21 @@ class AuthorizationAttempt:
     payment: Payment | None = None
     waiting_for: str | None = None
     action: dict[str, Any] = field(factory=dict, converter=_json)
+
+
+@frozen
+class ReleaseExpiredAuthorizationsInput:
+    """Input of `release_expired_authorizations_workflow`.
+
+    Attributes:
+        authorized_before: Release what was authorized strictly before this instant (aware;
+            stored in UTC).
+
+    Raises:
+        InvalidData: a naive datetime, or not a datetime.
+    """
+
+    authorized_before: datetime = field(converter=_instant)
 
 
 @frozen

@@ -41,6 +41,7 @@ from payment.inputs import (
     CreatePaymentSessionsInput,
     RefundOutcome,
     RefundPaymentInput,
+    ReleaseExpiredAuthorizationsInput,
     SessionSpec,
     accepts_input,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "process_webhook_step",
     "refund_payment_step",
     "refund_payments_step",
+    "release_expired_authorizations_step",
     "retrieve_payment_collection_step",
     "validate_cart_step",
 ]
@@ -401,6 +403,44 @@ def refund_payments_step(items: list[RefundPaymentInput], ctx: StepContext) -> l
         else:
             outcomes.append(RefundOutcome(item.payment_id, payment))
     return outcomes
+
+
+@step("release-expired-authorizations")
+@accepts_input(ReleaseExpiredAuthorizationsInput)
+def release_expired_authorizations_step(
+    inp: ReleaseExpiredAuthorizationsInput, ctx: StepContext
+) -> list[str]:
+    """Cancel, at the provider and in the module, every authorization made before
+    `authorized_before` with nothing captured (`PaymentModule.list_expired_authorizations`).
+
+    Each payment is canceled with its own provider key, ``{payment_id}:cancel:{step key}``:
+    a retried or recovered step replays the provider's answer. Running it again finds nothing
+    left to release. A payment captured since it was listed is left alone. A payment whose
+    provider refuses is left as it was and the others are still released; the step then
+    fails with the first such error (not retried here: the next run tries it again).
+    Not compensated: a voided authorization cannot be restored.
+
+    Returns:
+        The ids of the payments this invocation released, in id order.
+    """
+    module = _module(ctx)
+    released: list[str] = []
+    refused: list[ProviderError] = []
+    after: str | None = None
+    while page := module.list_expired_authorizations(inp.authorized_before, after_id=after):
+        for payment in page:
+            try:
+                module.cancel_payment(payment.id, idempotency_key=ctx.idempotency_key)
+            except (PaymentAlreadyCaptured, NotFound):
+                continue  # captured or deleted since it was listed: not stale any more
+            except ProviderError as exc:
+                refused.append(exc)
+                continue
+            released.append(payment.id)
+        after = page[-1].id
+    if refused:
+        raise refused[0]
+    return released
 
 
 # --- webhooks ---------------------------------------------------------------------------

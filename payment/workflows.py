@@ -20,6 +20,7 @@ from payment.inputs import (
     CreatePaymentSessionsInput,
     MarkPaymentCollectionAsPaidInput,
     RefundPaymentInput,
+    ReleaseExpiredAuthorizationsInput,
     as_input,
 )
 from payment.providers import WebhookAction
@@ -33,6 +34,7 @@ from payment.steps import (
     process_webhook_step,
     refund_payment_step,
     refund_payments_step,
+    release_expired_authorizations_step,
     retrieve_payment_collection_step,
     validate_cart_step,
 )
@@ -46,6 +48,7 @@ __all__ = [
     "process_payment_workflow",
     "refund_payment_workflow",
     "refund_payments_workflow",
+    "release_expired_authorizations_workflow",
 ]
 
 
@@ -141,3 +144,18 @@ def process_payment_workflow(inp: Ref[WebhookAction]) -> WorkflowResponse[Any]:
     transaction id and a repeated delivery invokes nothing at all.
     """
     return WorkflowResponse(process_webhook_step(inp))
+
+
+@workflow("release-expired-authorizations")
+def release_expired_authorizations_workflow(
+    inp: Ref[ReleaseExpiredAuthorizationsInput],
+) -> WorkflowResponse[Any]:
+    """Cancel, at the provider and in the module, every payment authorized before
+    `authorized_before` with nothing captured; leave captured, newer and canceled ones alone,
+    and those of providers whose authorizations never lapse (the system provider's).
+
+    Input: ``{"authorized_before": <aware datetime>}`` (a naive one is `InvalidData`). Returns
+    the ids released. Idempotent: a second run releases nothing and calls no provider.
+    `payment.release_expired_authorizations_schedule` runs it every hour.
+    """
+    return WorkflowResponse(release_expired_authorizations_step(inp))
