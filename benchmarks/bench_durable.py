@@ -9,6 +9,11 @@ limit. Targets (issue 3): one durable step <= 1.3x a raw commit (SQLite, synchro
 marked "+enc" run the same with `Engine(..., encryption=...)` (issue 24: every stored value
 AES-GCM encrypted), which must cost at most 10 % of the flows/s of the row above it.
 
+Time (issue 20): 1,000 and then 10,000 runs sleeping in one SQLite file (FULL), 300 of them
+due in three waves of 100; the time of one `tick()` that wakes a wave of 100 (best of the
+three) must not grow with the number of sleepers, and the engine's resident memory while they
+sleep (VmRSS) must not either: a sleeping run is a row, not an object in the process.
+
 Usage: python benchmarks/bench_durable.py [--json] [--quick] [--postgres-url URL | --no-postgres]
 """
 
@@ -28,8 +33,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import flowkit
 from flowkit import Encryption, Engine, StepContext, Workflow, WorkflowResponse, step, workflow
 from flowkit.sqlalchemy import SqlStore
+from flowkit.testing import ManualClock
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -50,6 +57,14 @@ def chain(n: int) -> Workflow[Any, Any]:
         return WorkflowResponse(value)
 
     return flow
+
+
+@workflow("sleeper")
+def sleeper(seconds: Any) -> WorkflowResponse[Any]:
+    """A step, a durable sleep of `seconds`, a step."""
+    first = noop.with_name("before")(seconds)
+    flowkit.sleep(seconds)
+    return WorkflowResponse(noop.with_name("after")(first))
 
 
 def best(samples: list[float]) -> float:
@@ -182,6 +197,46 @@ def scratch_postgres(base_url: str) -> Iterator[str | None]:
         admin.close()
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, in MiB (Linux `VmRSS`)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_sleepers(path: Path, count: int) -> dict[str, Any]:
+    """`count` sleeping runs, 300 of them due in 3 waves: the tick that wakes a wave of 100."""
+    url = f"sqlite:///{path}"
+    store = SqlStore(url)
+    store.create_all()
+    clock = ManualClock()
+    with Engine(store, [sleeper], clock=clock) as engine:
+        rss_before = rss_mb()
+        for i in range(count):
+            wave = i // 100 + 1 if i < 300 else 0  # waves 1-3 wake after 60, 120, 180 s
+            engine.run(sleeper, 60 * wave if wave else 86_400, transaction_id=f"sleep-{i}")
+        rss_sleeping = rss_mb()
+        ticks = []
+        for _ in range(3):
+            clock.advance(60)
+            t0 = time.perf_counter()
+            report = engine.tick(limit=100)
+            ticks.append(time.perf_counter() - t0)
+            assert len(report.woken) == 100, report
+    return {
+        "sleepers": count,
+        "tick_ms_per_100": best(ticks) * 1000,
+        "rss_before_mb": rss_before,
+        "rss_sleeping_mb": rss_sleeping,
+    }
+
+
+def run_time(tmp: str) -> list[dict[str, Any]]:
+    """The sleepers rows: 1,000 then 10,000 (each in its own SQLite file)."""
+    return [measure_sleepers(Path(tmp) / f"sleepers-{n}.db", n) for n in (1_000, 10_000)]
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Measure every configuration asked for."""
     results = []
@@ -258,11 +313,31 @@ def main() -> int:
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
     results = run(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        sleepers = run_time(tmp)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"databases": results, "sleepers": sleepers}, indent=2))
     else:
         print_table(results)
+        print_sleepers(sleepers)
     return 0
+
+
+def print_sleepers(rows: list[dict[str, Any]]) -> None:
+    """The time rows (issue 20) and their target."""
+    print("\ntime (issue 20): sleeping runs in one SQLite file (FULL), one tick() waking 100")
+    for r in rows:
+        print(
+            f"  {r['sleepers']:>6} sleeping  tick {r['tick_ms_per_100']:>7.1f} ms  "
+            f"RSS {r['rss_before_mb']:>6.1f} -> {r['rss_sleeping_mb']:>6.1f} MiB"
+        )
+    small, large = rows[0], rows[-1]
+    _target(
+        "tick waking 100, 10k vs 1k sleepers",
+        large["tick_ms_per_100"] / small["tick_ms_per_100"],
+        1.3,
+        "<=",
+    )
 
 
 if __name__ == "__main__":
