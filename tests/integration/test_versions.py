@@ -376,7 +376,8 @@ def test_migration_0003_gives_existing_rows_version_1_and_no_fingerprint(
 
 
 def test_the_schema_revision_is_the_migrations_head() -> None:
-    """SCHEMA_REVISION names the newest migration, 0003_versions (re-chained by a one-liner)."""
+    """SCHEMA_REVISION names the newest migration; 0003_versions follows 0001 (re-chained by a
+    one-liner)."""
     scripts = ScriptDirectory.from_config(alembic_config())
     assert scripts.get_heads() == [SCHEMA_REVISION]
     migration = scripts.get_revision("0003_versions")
