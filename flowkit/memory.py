@@ -58,6 +58,7 @@ class MemoryStore:
                 version=new.version,
                 fingerprint=new.fingerprint,
                 start_at=new.start_at,
+                trace_context=new.trace_context,
             )
             self._steps[new.transaction_id] = []
             return None

@@ -171,6 +171,7 @@ def record_of(
         fingerprint=stored.fingerprint,
         wake_at=datetime_of(stored.wake_at) if stored.status == TransactionState.WAITING else None,
         start_at=datetime_of(stored.start_at),
+        trace_context=stored.trace_context,
     )
 
 

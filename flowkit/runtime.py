@@ -103,6 +103,8 @@ class Runtime:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.schedules: dict[str, Schedule] = {}
         """The schedules `tick()` fires, by name."""
+        self.trace_context: Callable[[], str | None] | None = None
+        """Gives the W3C `traceparent` a new run is stored with (set by `flowkit.otel`)."""
         self.codec = Codec(protected=encryption is not None)
         self.faults: dict[str, Faults] = {}
         self.workflows: dict[str, Workflow[Any, Any]] = {}

@@ -60,6 +60,7 @@ def start(
     new = NewRun(
         tx, workflow.name, encoded, rt.owner, rt.lease_seconds, deadline,
         event_group_id=event_group_id, version=workflow.version, fingerprint=workflow.fingerprint,
+        trace_context=_trace_context(rt),
     )  # fmt: skip
     existing = rt.store.start_run(new)
     if existing is None:
@@ -113,11 +114,17 @@ def enqueue(
         tx, workflow.name, encoded, None, rt.lease_seconds,
         status=TransactionState.QUEUED, queue=queue, event_group_id=event_group_id,
         version=workflow.version, fingerprint=workflow.fingerprint, start_at=start_at,
+        trace_context=_trace_context(rt),
     )  # fmt: skip
     existing = rt.store.start_run(new)
     if existing is not None:
         same_run(existing, workflow, encoded)
     return tx, existing is None
+
+
+def _trace_context(rt: Runtime) -> str | None:
+    provider = rt.trace_context
+    return provider() if provider is not None else None
 
 
 def start_time(

@@ -212,6 +212,8 @@ class RunRecord:
         wake_at: For a `waiting` run: its earliest deadline or sleep's end (None: it waits
             for signals only).
         start_at: For a delayed queued run: when workers may start it.
+        trace_context: The W3C `traceparent` the run was started under, when a tracer gave
+            one (see `flowkit.otel`).
     """
 
     transaction_id: str
@@ -230,6 +232,7 @@ class RunRecord:
     fingerprint: str | None = None
     wake_at: datetime | None = None
     start_at: datetime | None = None
+    trace_context: str | None = None
 
 
 def datetime_of(timestamp: float | None) -> datetime | None:

@@ -72,6 +72,8 @@ class StoredRun:
     """When a `waiting` run needs a tick: its earliest deadline or wake-up (None: never)."""
     start_at: float | None = None
     """A queued run is not claimed before this instant (None: at once)."""
+    trace_context: str | None = None
+    """The W3C `traceparent` the run was started under (tracing tools continue it)."""
 
 
 @frozen
@@ -90,6 +92,7 @@ class NewRun:
     version: int = 1
     fingerprint: str | None = None
     start_at: float | None = None
+    trace_context: str | None = None
 
 
 @frozen

@@ -136,6 +136,7 @@ def start_values(new: NewRun) -> dict[str, Any]:
         "version": new.version,
         "fingerprint": new.fingerprint,
         "start_at": new.start_at,
+        "trace_context": new.trace_context,
     }
 
 
@@ -202,6 +203,7 @@ def _start_insert(now: ColumnElement[Any], is_sqlite: bool) -> Any:
             fingerprint=bindparam("fingerprint", type_=String),
             wake_at=null(),
             start_at=bindparam("start_at", type_=Double),
+            trace_context=bindparam("trace_context", type_=String),
         )
         .on_conflict_do_nothing(index_elements=["transaction_id"])
     )
@@ -229,4 +231,5 @@ def run_from_row(row: Any) -> StoredRun:
         fingerprint=row.fingerprint,
         wake_at=row.wake_at,
         start_at=row.start_at,
+        trace_context=row.trace_context,
     )

@@ -17,7 +17,7 @@ from sqlalchemy import (
 
 __all__ = ["SCHEMA_REVISION", "VERSION_TABLE", "inbox", "metadata", "runs", "steps"]
 
-SCHEMA_REVISION = "0004_time"
+SCHEMA_REVISION = "0005_trace_context"
 VERSION_TABLE = "flowkit_alembic_version"
 
 metadata = MetaData()
@@ -44,6 +44,7 @@ runs = Table(
     Column("fingerprint", String(64)),
     Column("wake_at", Double),
     Column("start_at", Double),
+    Column("trace_context", String(255)),
     Index("ix_flowkit_runs_status_lease", "status", "lease_expires_at"),
     Index("ix_flowkit_runs_status_wake", "status", "wake_at"),
     Index("ix_flowkit_runs_workflow_created", "workflow", "created_at"),
