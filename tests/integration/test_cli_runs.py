@@ -98,6 +98,8 @@ def test_list_json_has_stable_keys_and_exact_values(db: str) -> None:
         "owner",
         "lease_expires_at",
         "queue",
+        "wake_at",
+        "start_at",
         "input",
         "output",
         "errors",

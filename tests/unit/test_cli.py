@@ -174,6 +174,8 @@ def test_run_json_has_stable_keys() -> None:
         "owner",
         "lease_expires_at",
         "queue",
+        "wake_at",
+        "start_at",
         "input",
         "output",
         "errors",
