@@ -198,7 +198,7 @@ class StoreJournal:
                 self.store.write(checkpoint, session)
             finally:
                 self._close(session, commit=True)
-        if scope is not None:
+        if scope is not None and self.store.syncs_each_commit:
             scope.synced(mark)  # this durable commit covered the deferred ones before it
 
     def errors_json(self, run: Run) -> str:

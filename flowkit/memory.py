@@ -31,6 +31,7 @@ class MemoryStore:
     def __init__(self, *, durable: bool = True) -> None:
         self.durable = durable
         self.sync_key: str | None = None  # nothing to fsync in memory
+        self.syncs_each_commit = False
         self._lock = threading.RLock()
         self._runs: dict[str, StoredRun] = {}
         self._steps: dict[str, list[StoredStep]] = {}

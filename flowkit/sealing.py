@@ -34,6 +34,7 @@ class SealedStore:
         self.encryption = encryption
         self.durable = inner.durable
         self.sync_key = inner.sync_key
+        self.syncs_each_commit = inner.syncs_each_commit
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -143,6 +143,9 @@ class Store(Protocol):
     durable: bool
     sync_key: str | None
     """The database file whose fsync runs may take over (`flowkit.syncscope`), or None."""
+    syncs_each_commit: bool
+    """True when each commit is durable as it returns (then a checkpoint covers the deferred
+    commits before it); False under acknowledged durability (the scope syncs at its end)."""
 
     def start_run(self, new: NewRun) -> StoredRun | None:
         """Insert the run row; returns None when inserted, else the existing row."""

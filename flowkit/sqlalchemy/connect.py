@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from sqlalchemy import Double, Engine, create_engine, event, literal_column
 from sqlalchemy.engine import make_url
@@ -18,7 +18,9 @@ from flowkit.exceptions import StoreError
 from flowkit.sqlalchemy.tables import SCHEMA_REVISION, VERSION_TABLE
 
 __all__ = [
+    "Durability",
     "SqlitePragmas",
+    "checked_durability",
     "database_of",
     "first_line",
     "make_engine",
@@ -154,6 +156,32 @@ def first_line(exc: BaseException) -> str:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+Durability = Literal["full", "acknowledged"]
+
+
+def checked_durability(
+    durability: object, url: str, journal_mode: str, synchronous: str | None
+) -> Durability:
+    """The store's durability setting, checked against its database and pragmas.
+
+    Raises:
+        StoreError: an unknown setting, or acknowledged durability outside a SQLite file in
+            WAL mode (or with a `synchronous` that fsyncs every commit anyway).
+    """
+    if durability == "full":
+        return "full"
+    if durability != "acknowledged":
+        raise StoreError(f"durability must be 'full' or 'acknowledged', not {durability!r}")
+    if not url.startswith("sqlite") or journal_mode.upper() != "WAL":
+        raise StoreError(
+            "durability='acknowledged' needs a SQLite file in WAL mode (PostgreSQL: set "
+            f"synchronous_commit in the server instead), not {masked(url)}"
+        )
+    if synchronous not in (None, "NORMAL"):
+        raise StoreError(
+            f"durability='acknowledged' commits with synchronous=NORMAL, not {synchronous!r}"
+        )
+    return "acknowledged"
 
 
 def translated(method: F) -> F:

@@ -13,17 +13,18 @@ across concurrent runs by `GroupCommit`.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from flowkit.exceptions import SchemaMismatch, StoreError
 from flowkit.sqlalchemy.connect import (
+    Durability,
     SqlitePragmas,
+    checked_durability,
     database_of,
     first_line,
     make_engine,
@@ -36,15 +37,16 @@ from flowkit.sqlalchemy.connect import (
 from flowkit.sqlalchemy.group import GroupCommit
 from flowkit.sqlalchemy.migrate import upgrade
 from flowkit.sqlalchemy.notify import Listener
+from flowkit.sqlalchemy.ownership import claim_statement, expired_query, runs_query
 from flowkit.sqlalchemy.queues import claim_queued, queued_elsewhere, running
 from flowkit.sqlalchemy.sqlite import file_key, sync_wal, writer_lock
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, run_from_row
 from flowkit.sqlalchemy.tables import SCHEMA_REVISION, VERSION_TABLE, inbox, metadata, runs, steps
 from flowkit.sqlalchemy.timers import due_runs, latest_with_prefix
-from flowkit.sqlalchemy.writer import CheckpointWriter, park
+from flowkit.sqlalchemy.writer import CheckpointWriter, keep_signal, park
 from flowkit.state import TransactionState
-from flowkit.store import ACTIVE, Checkpoint, NewRun, Signal, StoredRun, StoredStep
-from flowkit.syncscope import SyncScope
+from flowkit.store import Checkpoint, NewRun, Signal, StoredRun, StoredStep
+from flowkit.syncscope import SyncScope, deferred_sync
 
 __all__ = ["SqlStore"]
 
@@ -58,7 +60,13 @@ class SqlStore:
     Args:
         url: A SQLAlchemy URL: `sqlite:///flowkit.db` or
             `postgresql+psycopg://user@host/db` (`postgresql://` means psycopg 3 too).
-        synchronous: SQLite's `synchronous` pragma (default `FULL`).
+        synchronous: SQLite's `synchronous` pragma (default `FULL`; `NORMAL` with
+            acknowledged durability).
+        durability: `"full"` (default): every commit is made durable before it returns.
+            `"acknowledged"` (SQLite in WAL mode): checkpoints commit without their own fsync
+            and the WAL is synced once before anything is acknowledged to the caller (a run
+            returns, a signal, recovery or cancel call returns, a worker reports a run
+            finished, `enqueue` returns); see the README's "Durable runs".
         journal_mode: SQLite's journal mode (default `WAL`).
         busy_timeout: Seconds a SQLite writer waits for the lock.
         engine_options: Extra keyword arguments for `sqlalchemy.create_engine`.
@@ -74,7 +82,8 @@ class SqlStore:
         self,
         url: str,
         *,
-        synchronous: Synchronous = "FULL",
+        synchronous: Synchronous | None = None,
+        durability: Durability = "full",
         journal_mode: str = "WAL",
         busy_timeout: float = 30.0,
         engine_options: dict[str, Any] | None = None,
@@ -85,15 +94,23 @@ class SqlStore:
         self._write_lock = (
             writer_lock(database_of(self.url)) if self.is_sqlite else threading.RLock()
         )
+        self.durability = checked_durability(durability, self.url, journal_mode, synchronous)
+        acknowledged = durability == "acknowledged"
+        synchronous = synchronous or ("NORMAL" if acknowledged else "FULL")
         self.synchronous = synchronous
         self.journal_mode = journal_mode
         self._database = database_of(self.url) if self.is_sqlite else ""
         fsyncs_each_commit = synchronous in ("FULL", "EXTRA") and journal_mode.upper() == "WAL"
+        self.syncs_each_commit = fsyncs_each_commit
+        """True when every commit here is durable when it returns (FULL, in WAL mode)."""
         self.sync_key: str | None = (
-            file_key(self._database) if self.is_sqlite and fsyncs_each_commit else None
+            file_key(self._database)
+            if self.is_sqlite and (fsyncs_each_commit or acknowledged)
+            else None
         )
         """Names the file whose fsync runs of this store may take over (see
-        `flowkit.syncscope`): set on a SQLite file in WAL mode that fsyncs every commit."""
+        `flowkit.syncscope`): a SQLite file in WAL mode that fsyncs every commit, or whose
+        durability is acknowledged."""
         pragmas = SqlitePragmas(journal_mode, synchronous, busy_timeout) if self.is_sqlite else None
         options = dict(engine_options or {})
         self.engine = make_engine(self.url, options, pragmas, self._write_lock, immediate=True)
@@ -162,6 +179,7 @@ class SqlStore:
     @translated
     def start_run(self, new: NewRun) -> StoredRun | None:
         if self._group.submit(new):
+            self._committed()
             return None
         found = self.get_run(new.transaction_id)
         assert found is not None
@@ -195,12 +213,7 @@ class SqlStore:
         limit: int = 100,
         version: int | None = None,
     ) -> list[StoredRun]:
-        query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
-        for column, value in (("status", status), ("workflow", workflow), ("version", version)):
-            if value is not None:
-                query = query.where(runs.c[column] == value)
-        if since is not None:
-            query = query.where(runs.c.created_at >= since)
+        query = runs_query(status, workflow, since, limit, version)
         with self._read_engine.connect() as conn:
             return [run_from_row(r) for r in conn.execute(query)]
 
@@ -220,16 +233,7 @@ class SqlStore:
     def claim(
         self, transaction_id: str, owner: str, lease_seconds: float, statuses: Iterable[str]
     ) -> StoredRun | None:
-        claim = (
-            update(runs)
-            .where(
-                runs.c.transaction_id == transaction_id,
-                runs.c.status.in_([str(s) for s in statuses]),
-                or_(runs.c.owner.is_(None), runs.c.lease_expires_at < self._now),
-            )
-            .values(owner=owner, lease_expires_at=self._now + lease_seconds, updated_at=self._now)
-            .returning(*runs.c)
-        )
+        claim = claim_statement(transaction_id, owner, lease_seconds, statuses, self._now)
         with self.engine.begin() as conn:
             row = conn.execute(claim).first()
         return None if row is None else run_from_row(row)
@@ -247,17 +251,8 @@ class SqlStore:
 
     @translated
     def expired(self, limit: int = 100) -> list[StoredRun]:
-        query = (
-            select(runs)
-            .where(
-                runs.c.status.in_([s.value for s in ACTIVE]),
-                or_(runs.c.owner.is_(None), runs.c.lease_expires_at < self._now),
-            )
-            .order_by(runs.c.created_at)
-            .limit(limit)
-        )
         with self._read_engine.connect() as conn:
-            return [run_from_row(r) for r in conn.execute(query)]
+            return [run_from_row(r) for r in conn.execute(expired_query(limit, self._now))]
 
     @translated
     def expire_lease(self, transaction_id: str) -> None:
@@ -326,28 +321,10 @@ class SqlStore:
     @translated
     def put_signal(self, transaction_id: str, signal: Signal) -> str:
         with self.engine.begin() as conn:
-            status = conn.execute(
-                _locked(select(runs.c.status).where(runs.c.transaction_id == transaction_id))
-            ).scalar()
-            exists = conn.execute(
-                select(inbox.c.kind).where(
-                    inbox.c.transaction_id == transaction_id, inbox.c.step == signal.step
-                )
-            ).first()
-            if exists is not None:
-                return "duplicate"
-            if status == TransactionState.WAITING:
-                return "waiting"
-            conn.execute(
-                insert(inbox).values(
-                    transaction_id=transaction_id,
-                    step=signal.step,
-                    kind=signal.kind,
-                    payload=signal.payload,
-                    created_at=time.time(),
-                )
-            )
-        return "stored"
+            outcome = keep_signal(conn, transaction_id, signal)
+        if outcome == "stored":
+            self._committed()  # the caller is told it is kept: acknowledged
+        return outcome
 
     @translated
     def write(self, checkpoint: Checkpoint, session: Any = None) -> None:
@@ -358,6 +335,18 @@ class SqlStore:
                 park(conn, checkpoint, self._sql)
         else:
             self._group.submit(checkpoint)
+        self._committed()
+
+    def _committed(self) -> None:
+        """Acknowledged durability: a commit inside a drive's sync scope leaves its fsync to
+        the scope (one at the end of the drive); one outside any scope is synced at once."""
+        if self.durability != "acknowledged":
+            return
+        scope = deferred_sync(self.sync_key) if self.sync_key is not None else None
+        if scope is not None:
+            scope.defer()
+        else:
+            sync_wal(self._database)
 
     def sync_scope(self) -> SyncScope | None:
         """A scope in which writers of this store's file may leave their fsync to the run's

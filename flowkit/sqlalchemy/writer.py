@@ -8,6 +8,7 @@ checkpoint is fenced on its run's owner: a lost lease is `LeaseLost`, never a wr
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,10 +18,11 @@ from sqlalchemy.orm import Session
 from flowkit.exceptions import LeaseLost
 from flowkit.sqlalchemy.group import Entry
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, start_values, step_values
-from flowkit.sqlalchemy.tables import inbox, steps
+from flowkit.sqlalchemy.tables import inbox, runs, steps
+from flowkit.state import TransactionState
 from flowkit.store import Checkpoint, NewRun, Signal
 
-__all__ = ["CheckpointWriter", "park"]
+__all__ = ["CheckpointWriter", "keep_signal", "park"]
 
 
 class CheckpointWriter:
@@ -169,6 +171,33 @@ class CheckpointWriter:
             if self._writer_conn is not None:
                 self._writer_conn.close()
                 self._writer_conn = None
+
+
+def keep_signal(conn: Any, transaction_id: str, signal: Signal) -> str:
+    """Keep a signal in the inbox unless one is kept already or the run is parked now (see
+    `Store.put_signal`); locks the run row first (PostgreSQL)."""
+    status = conn.execute(
+        select(runs.c.status).where(runs.c.transaction_id == transaction_id).with_for_update()
+    ).scalar()
+    exists = conn.execute(
+        select(inbox.c.kind).where(
+            inbox.c.transaction_id == transaction_id, inbox.c.step == signal.step
+        )
+    ).first()
+    if exists is not None:
+        return "duplicate"
+    if status == TransactionState.WAITING:
+        return "waiting"
+    conn.execute(
+        insert(inbox).values(
+            transaction_id=transaction_id,
+            step=signal.step,
+            kind=signal.kind,
+            payload=signal.payload,
+            created_at=time.time(),
+        )
+    )
+    return "stored"
 
 
 def park(conn: Any, checkpoint: Checkpoint, sql: Statements) -> None:
