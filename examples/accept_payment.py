@@ -4,8 +4,10 @@ A cart gets a payment collection and a test-gateway session; authorizing it asks
 Secure, so the durable run parks on `await-payment-action` (this process could exit here).
 The customer completes the challenge, a fresh engine (standing in for another process)
 signals the step, and the run authorizes. Then part of the payment is captured and part of
-that refunded. Every step is printed live from the engine's event stream, and a summary of
-the collection at the end.
+that refunded. Last, another customer abandons their challenge: the wait's deadline
+(`action_timeout`, 15 minutes) passes on a `ManualClock`, `engine.tick()` expires it, and the
+run compensates, canceling the session at the gateway. Every step is printed live from the
+engine's event stream, and a summary of the collection at the end.
 
     python examples/accept_payment.py [--database sqlite:///flowkit-demo.db]
 
@@ -18,18 +20,27 @@ import argparse
 import secrets
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from attrs import evolve, field, frozen
 from rich.console import Console
 from rich.table import Table
 
 import flowkit
 from flowkit import Engine, Event, Ref, WorkflowResponse, transform, when, workflow
 from flowkit.sqlalchemy import SqlStore
-from payment import PaymentCollection, make_payment_module, register
+from flowkit.testing import ManualClock
+from payment import NotFound, PaymentCollection, make_payment_module, register
 from payment.cart import CartService
-from payment.inputs import AuthorizePaymentSessionInput, CreatePaymentSessionsInput
+from payment.inputs import (
+    AuthorizationAttempt,
+    AuthorizePaymentSessionInput,
+    CreatePaymentSessionsInput,
+    as_input,
+    check_seconds,
+)
 from payment.steps import (
     authorize_payment_session_step,
     await_payment_action_step,
@@ -44,32 +55,73 @@ from payment.workflows import (
 )
 
 DEFAULT_DATABASE = "sqlite:///flowkit-demo.db"
+DEFAULT_ACTION_TIMEOUT = 900
+"""Seconds the customer has to finish 3-D Secure before the run gives up (15 minutes)."""
+
+
+def _action_timeout(value: int | float) -> int | float:
+    return check_seconds(value, "action_timeout")
+
+
+@frozen
+class AcceptPaymentRequest:
+    """The input of `accept_payment_workflow` (a mapping with these keys works the same).
+
+    Attributes:
+        cart_id: The cart to pay.
+        provider_id: The payment provider of the session.
+        data: The session's provider data (e.g. ``{"scenario": "requires_more"}``).
+        action_timeout: Seconds the wait for the customer's action (or the provider's
+            webhook) may last once the run parks; then the run is reverted.
+
+    Raises:
+        InvalidData: an `action_timeout` that is not a finite number of seconds > 0.
+    """
+
+    cart_id: str
+    provider_id: str = "pp_test"
+    data: dict[str, Any] = field(factory=dict)
+    action_timeout: int | float = field(default=DEFAULT_ACTION_TIMEOUT, converter=_action_timeout)
+
+
+def _request(value: Any) -> AcceptPaymentRequest:
+    return as_input(value, AcceptPaymentRequest)
 
 
 def _session_input(value: Any) -> CreatePaymentSessionsInput:
     request, collection = value
-    return CreatePaymentSessionsInput(
-        collection.id, request.get("provider_id", "pp_test"), request.get("data") or {}
-    )
+    return CreatePaymentSessionsInput(collection.id, request.provider_id, request.data)
+
+
+def _with_deadline(
+    value: tuple[AuthorizationAttempt, AcceptPaymentRequest],
+) -> AuthorizationAttempt:
+    attempt, request = value
+    return evolve(attempt, action_timeout=request.action_timeout)
 
 
 @workflow("accept-payment")
-def accept_payment_workflow(request: Ref[dict[str, Any]]) -> WorkflowResponse[Any]:
+def accept_payment_workflow(request: Ref[AcceptPaymentRequest]) -> WorkflowResponse[Any]:
     """Collection for the cart → session → authorize, waiting durably for 3-D Secure.
 
-    Input: `{"cart_id": ..., "provider_id": "pp_test", "data": {...}}`. Returns the `Payment`.
-    A later failure cancels (or refunds) the payment, deletes the session and the collection.
+    Input: `{"cart_id": ..., "provider_id": "pp_test", "data": {...}, "action_timeout": 900}`
+    (all but `cart_id` optional; unknown keys and a bad `action_timeout` are `InvalidData`
+    before anything is written). Returns the `Payment`. A later failure cancels (or refunds)
+    the payment, deletes the session and the collection. The wait expires `action_timeout`
+    seconds after the run parks (on `engine.tick()`): the run is reverted likewise, the
+    session discarded at the gateway, and the cart can start over.
     """
+    checked = transform(request, _request)
     collection = create_payment_collection_for_cart_workflow.as_step(
-        {"cart_id": request["cart_id"]}, "collection"
+        transform(checked, lambda r: {"cart_id": r.cart_id}), "collection"
     )
     session = create_payment_sessions_workflow.as_step(
-        transform((request, collection), _session_input), "session"
+        transform((checked, collection), _session_input), "session"
     )
     authorize = transform(session, lambda s: AuthorizePaymentSessionInput(s.id))
     attempt = begin_authorization_step(authorize)
     when(attempt, lambda a: a.waiting_for is not None).then(
-        lambda: await_payment_action_step(attempt)
+        lambda: await_payment_action_step(transform((attempt, checked), _with_deadline))
     )
     return WorkflowResponse(authorize_payment_session_step(authorize))
 
@@ -92,6 +144,7 @@ class LivePrinter:
             "step_waiting": "[yellow]waiting[/]",
             "step_skipped": "[dim]skipped[/]",
             "step_failed": "[red]failed[/]",
+            "step_expired": "[red]expired[/]",
             "step_compensated": "[magenta]compensated[/]",
             "run_finished": f"[bold]run {event.data.get('status')}[/]",
         }.get(event.name)
@@ -125,13 +178,14 @@ class Demo:
             refund_payment_workflow,
         ]
 
-    def engine(self) -> Engine:
-        """A new engine on the same database, printing its events."""
+    def engine(self, clock: ManualClock | None = None) -> Engine:
+        """A new engine on the same database, printing its events (`clock`: its time)."""
         engine = Engine(
             SqlStore(self.database_url),
             self.workflows,
             container=self.registry,
             encryption=self.encryption,
+            clock=clock,
         )
         engine.subscribe(LivePrinter(self.console))
         return engine
@@ -149,7 +203,9 @@ def run_demo(
     collection as it ends."""
     demo = Demo(database_url, console, encryption)
     try:
-        return _walk_through(demo, console)
+        collection = _walk_through(demo, console)
+        _abandon_a_challenge(demo, console)
+        return collection
     finally:
         demo.close()
 
@@ -188,6 +244,44 @@ def _walk_through(demo: Demo, console: Console) -> PaymentCollection:
     second.close()
     console.print(f"\nSee the run: [bold]flowkit runs show {tx}[/]\n")
     return demo.module.retrieve_payment_collection(collection.id)
+
+
+def _abandon_a_challenge(demo: Demo, console: Console) -> str:
+    """A second customer never finishes 3-D Secure: the wait expires and the run reverts.
+
+    Time is a `ManualClock` here so that the demo need not wait 15 minutes: the clock moves
+    past the deadline, then `engine.tick()` (what workers call in their loop) expires the
+    wait. Returns the canceled session's id.
+    """
+    cart = demo.carts.add_cart(f"cart_{secrets.token_hex(4)}", Decimal("45.00"), "usd")
+    tx = f"accept-{cart.id}"
+    console.print(f"[bold]4. Cart {cart.id}: the customer abandons 3-D Secure[/]")
+    clock = ManualClock(datetime.now(UTC))
+    engine = demo.engine(clock)
+    request = {"cart_id": cart.id, "data": {"scenario": "requires_more"}}
+    engine.run(accept_payment_workflow, request, transaction_id=tx)
+    session = demo.module.retrieve_payment_collection_for_cart(cart.id).sessions[-1]
+    minutes = DEFAULT_ACTION_TIMEOUT // 60
+    clock.advance(DEFAULT_ACTION_TIMEOUT + 1)
+    console.print(f"  -> {minutes} minutes pass (on a ManualClock), then engine.tick()")
+    expired = engine.tick().expired
+    engine.close()
+    status = get_test_provider(demo.module).ledger(session.id).status
+    left = "none" if _has_no_collection(demo, cart.id) else "still there"
+    console.print(f"  -> the deadline passed: run {', '.join(expired)} reverted")
+    console.print(
+        f"  -> session {session.id} [magenta]{status.value}[/] at the gateway; "
+        f"the cart's collection: {left}, so the cart can start over\n"
+    )
+    return session.id
+
+
+def _has_no_collection(demo: Demo, cart_id: str) -> bool:
+    try:
+        demo.module.retrieve_payment_collection_for_cart(cart_id)
+    except NotFound:
+        return True
+    return False
 
 
 def summary(collection: PaymentCollection) -> Table:

@@ -7,6 +7,7 @@ another type, with `InvalidData`. `accepts_input` applies it to a step function.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from payment._convert import accepts_input, as_input
 from payment._core import aware_instant
 from payment.domain import Payment
 from payment.domain.cards import refuse_card_numbers
+from payment.exceptions import InvalidData
 
 __all__ = [
     "AuthorizationAttempt",
@@ -33,6 +35,7 @@ __all__ = [
     "SessionSpec",
     "accepts_input",
     "as_input",
+    "check_seconds",
 ]
 
 
@@ -52,6 +55,28 @@ def _context(value: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _instant(value: datetime) -> datetime:
     return aware_instant(value, "authorized_before")
+
+
+def check_seconds(value: object, field: str) -> int | float:
+    """`value` if it is a duration in seconds as the payment inputs take one: a finite int or
+    float greater than 0.
+
+    Args:
+        value: The duration.
+        field: The input field it came from, named in the error.
+
+    Raises:
+        InvalidData: a bool, another type, NaN, an infinity, zero or a negative number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidData(field, f"expected seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidData(field, "expected a finite number of seconds > 0")
+    return value
+
+
+def _action_timeout(value: int | float | None) -> int | float | None:
+    return None if value is None else check_seconds(value, "action_timeout")
 
 
 @frozen
@@ -140,12 +165,18 @@ class AuthorizationAttempt:
         waiting_for: `"customer"` (3-D Secure and the like: `action` says what to do) or
             `"provider"` (an answer comes by webhook); None when authorized.
         action: What the customer must do (the provider's next action).
+        action_timeout: How long `await_payment_action_step` waits, in seconds from when the
+            run parks, before the wait expires and the run is reverted (None: no deadline).
+
+    Raises:
+        InvalidData: an `action_timeout` that is not a finite number of seconds > 0.
     """
 
     session_id: str
     payment: Payment | None = None
     waiting_for: str | None = None
     action: dict[str, Any] = field(factory=dict, converter=_json)
+    action_timeout: int | float | None = field(default=None, converter=_action_timeout)
 
 
 @frozen

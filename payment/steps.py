@@ -89,7 +89,9 @@ def _scrubbed(fn: Callable[[Any, StepContext], Any]) -> Callable[[Any, StepConte
             return scrub(result)
         if result.skipped:
             return result
-        return StepResponse(scrub(result.output), scrub(result.compensate_input))
+        return StepResponse(
+            scrub(result.output), scrub(result.compensate_input), timeout=result.timeout
+        )
 
     return run
 
@@ -358,8 +360,14 @@ def await_payment_action_step(
     `engine.set_step_success(transaction_id, "await-payment-action", ...)` once the customer
     completed the action or the webhook arrived (or `set_step_failure` when they gave up); the
     next step authorizes again.
+
+    With `attempt.action_timeout` the wait has a deadline, that many seconds after the run
+    parks: when it passes with no signal, `engine.tick()` fails the step with `StepTimeout`
+    and the run compensates (the earlier steps delete the session, which discards it at the
+    provider, and the collection, so the cart can start over); a signal that comes later
+    gets that reverted result.
     """
-    return StepResponse(attempt, compensate_input=None)
+    return StepResponse(attempt, compensate_input=None, timeout=attempt.action_timeout)
 
 
 # --- money movements --------------------------------------------------------------------

@@ -1,25 +1,43 @@
 """Payments in time (payment spec §7) through durable engines, on SQLite and PostgreSQL.
 
 The release of expired authorizations (its workflow and its hourly schedule), and the deadline
-of the accept-payment flow's 3-D Secure wait. The payment module and every engine of a test
-read one `ManualClock`: tests move it, none sleeps.
+of the accept-payment flow's 3-D Secure wait (`examples/accept_payment.py`, demo included).
+The payment module and every engine of a test read one `ManualClock`: tests move it, none
+sleeps.
 """
 
 from __future__ import annotations
 
+import math
+import re
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from attrs import define, field
 
-from flowkit import Engine, InvalidTime, Registry, RunResult, Schedule, TransactionState, Workflow
+from flowkit import (
+    Engine,
+    InvalidTime,
+    Ref,
+    Registry,
+    RunResult,
+    Schedule,
+    StepState,
+    TransactionState,
+    Workflow,
+    WorkflowResponse,
+    workflow,
+)
 from flowkit.sqlalchemy import SqlStore
 from flowkit.testing import ManualClock
 from payment import (
     InvalidData,
+    NotFound,
     PaymentModule,
     ProviderError,
     ProviderStatus,
@@ -29,14 +47,26 @@ from payment import (
     release_expired_authorizations_schedule,
 )
 from payment.cart import CartService
-from payment.inputs import ReleaseExpiredAuthorizationsInput
+from payment.inputs import AuthorizationAttempt, ReleaseExpiredAuthorizationsInput
 from payment.providers import ProviderInput, ProviderOutput
+from payment.steps import await_payment_action_step
 from payment.testing import InMemoryCartService, authorized_payment, payment_module
 from payment.workflows import release_expired_authorizations_workflow
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:  # the examples live beside the packages, not inside one
+    sys.path.insert(0, ROOT)
+
+from examples.accept_payment import (  # noqa: E402
+    DEFAULT_ACTION_TIMEOUT,
+    accept_payment_workflow,
+)
+from examples.accept_payment import main as demo_main  # noqa: E402
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
 RELEASE = "release-expired-authorizations"
+WAITING = TransactionState.WAITING
 
 
 class Gateway(TestProvider):
@@ -303,3 +333,172 @@ def test_a_tick_of_the_schedule_releases_what_is_older_than_the_window(shop: Sho
     assert (done.status, done.output) == (TransactionState.DONE, [old])
     assert shop.module.retrieve_payment(newer).canceled_at is None
     assert engine.tick().scheduled == []  # the same tick: no second run
+
+
+# --- the deadline of the 3-D Secure wait -------------------------------------------------------
+
+ACCEPT_WORKFLOWS: list[Workflow[Any, Any]] = [accept_payment_workflow]
+AWAIT = "await-payment-action"
+
+
+def _start_checkout(shop: Shop, cart_id: str, **request: Any) -> tuple[Engine, str]:
+    """An accept-payment run for a new 45.00 cart whose gateway asks for 3-D Secure, parked."""
+    shop.carts.add_cart(cart_id, "45.00", "usd")
+    engine = shop.engine(ACCEPT_WORKFLOWS)
+    tx = f"accept-{cart_id}"
+    inp = {"cart_id": cart_id, "data": {"scenario": "requires_more"}, **request}
+    assert engine.run(accept_payment_workflow, inp, transaction_id=tx).status is WAITING
+    return engine, tx
+
+
+def _session_of(shop: Shop, cart_id: str) -> str:
+    return shop.module.retrieve_payment_collection_for_cart(cart_id).sessions[-1].id
+
+
+def _cart_is_free(shop: Shop, cart_id: str) -> bool:
+    try:
+        shop.module.retrieve_payment_collection_for_cart(cart_id)
+    except NotFound:
+        return True
+    return False
+
+
+def test_an_abandoned_challenge_expires_on_tick_and_the_session_is_canceled_at_the_gateway(
+    shop: Shop,
+) -> None:
+    """With action_timeout=60, a tick at 59 s changes nothing; at 60 s the wait times out, the
+    run reverts, the session is canceled at the gateway and deleted, and the cart is free."""
+    engine, tx = _start_checkout(shop, "cart_gone", action_timeout=60)
+    session_id = _session_of(shop, "cart_gone")
+    record = engine.get(tx)
+    assert record is not None
+    assert record.wake_at == shop.clock.now() + timedelta(seconds=60)
+    shop.clock.advance(59)
+    assert engine.tick().expired == []
+    shop.clock.advance(1)
+    assert shop.engine(ACCEPT_WORKFLOWS).tick().expired == [tx]  # any engine (process) may
+    after = engine.get(tx)
+    assert after is not None
+    assert after.status is TransactionState.REVERTED
+    assert after.steps[AWAIT].invoke_state is StepState.TIMEOUT
+    assert [e.type_name for e in after.errors] == ["flowkit.exceptions.StepTimeout"]
+    assert shop.gateway.ledger(session_id).status is ProviderStatus.CANCELED
+    assert [c.input.context.session_id for c in shop.gateway.calls_to("delete_payment")] == [
+        session_id
+    ]
+    assert shop.module.list_payment_sessions(ids=[session_id]) == []
+    assert _cart_is_free(shop, "cart_gone")
+
+
+def test_the_cart_of_an_expired_run_can_pay_again(shop: Shop) -> None:
+    """After the expiry, a new accept-payment run for the same cart authorizes it."""
+    engine, _ = _start_checkout(shop, "cart_again", action_timeout=30)
+    shop.clock.advance(30)
+    engine.tick()
+    again = engine.run(
+        accept_payment_workflow,
+        {"cart_id": "cart_again", "data": {"scenario": "approve"}},
+        transaction_id="accept-cart_again-2",
+    )
+    assert again.status is TransactionState.DONE
+    assert again.result.amount == Decimal("45.00")
+
+
+def test_the_default_deadline_is_fifteen_minutes(shop: Shop) -> None:
+    """Without action_timeout the wait expires 900 s after the run parked, not before."""
+    engine, tx = _start_checkout(shop, "cart_default")
+    shop.clock.advance(DEFAULT_ACTION_TIMEOUT - 1)
+    assert engine.tick().expired == []
+    shop.clock.advance(1)
+    assert engine.tick().expired == [tx]
+
+
+def test_a_signal_after_the_deadline_gets_the_reverted_result(shop: Shop) -> None:
+    """The customer completes 3-D Secure too late: the signal (no tick ran) times the step out
+    and returns the reverted run; nothing is authorized and the session is canceled."""
+    engine, tx = _start_checkout(shop, "cart_late", action_timeout=120)
+    session_id = _session_of(shop, "cart_late")
+    shop.gateway.complete_action(session_id)
+    shop.clock.advance(121)
+    late = shop.engine(ACCEPT_WORKFLOWS).set_step_success(tx, AWAIT, {"completed": "3ds"})
+    assert late.status is TransactionState.REVERTED
+    assert [e.type_name for e in late.errors] == ["flowkit.exceptions.StepTimeout"]
+    assert len(shop.gateway.calls_to("authorize_payment")) == 1  # only the first, unanswered
+    assert shop.gateway.ledger(session_id).status is ProviderStatus.CANCELED
+    assert _cart_is_free(shop, "cart_late")
+    assert engine.tick().expired == []  # nothing left to expire
+
+
+def test_a_signal_before_the_deadline_authorizes_and_the_deadline_is_gone(shop: Shop) -> None:
+    """Within action_timeout the customer's completion authorizes as before; a later tick
+    finds nothing due."""
+    engine, tx = _start_checkout(shop, "cart_quick", action_timeout=120)
+    shop.gateway.complete_action(_session_of(shop, "cart_quick"))
+    shop.clock.advance(119)
+    done = engine.set_step_success(tx, AWAIT, {"completed": "3ds"})
+    assert done.status is TransactionState.DONE
+    shop.clock.advance(3600)
+    assert engine.tick().expired == []
+
+
+@pytest.mark.parametrize(
+    "action_timeout",
+    [-1, 0, math.nan, math.inf, "900", True, None],
+    ids=["negative", "zero", "nan", "inf", "text", "bool", "none"],
+)
+def test_a_bad_action_timeout_is_invalid_data_and_writes_nothing(
+    shop: Shop, action_timeout: Any
+) -> None:
+    """A negative, zero, NaN, infinite or non-number action_timeout is a typed InvalidData
+    naming the field, raised before any collection or session is created."""
+    shop.carts.add_cart("cart_bad", "45.00", "usd")
+    engine = shop.engine(ACCEPT_WORKFLOWS)
+    request = {"cart_id": "cart_bad", "action_timeout": action_timeout}
+    with pytest.raises(InvalidData, match="action_timeout") as caught:
+        engine.run(accept_payment_workflow, request, transaction_id="accept-cart_bad")
+    assert "AcceptPaymentRequest" in str(caught.value)
+    assert _cart_is_free(shop, "cart_bad")
+    assert shop.gateway.calls == ()
+
+
+def test_the_wait_takes_action_timeout_on_its_attempt_and_keeps_mapping_inputs(
+    shop: Shop,
+) -> None:
+    """`await_payment_action_step` reads the deadline from `AuthorizationAttempt`; an attempt
+    given as a mapping without it still parks (with no deadline), a bad one is InvalidData."""
+    assert AuthorizationAttempt("s", action_timeout=1.5).action_timeout == 1.5
+    assert AuthorizationAttempt("s").action_timeout is None
+    with pytest.raises(InvalidData, match="action_timeout"):
+        AuthorizationAttempt("s", action_timeout=-3)
+
+    @workflow("just-wait")
+    def just_wait(inp: Ref[Any]) -> WorkflowResponse[Any]:
+        return WorkflowResponse(await_payment_action_step(inp))
+
+    engine = shop.engine([just_wait])
+    engine.run(just_wait, {"session_id": "s", "waiting_for": "customer"}, transaction_id="w1")
+    engine.run(just_wait, {"session_id": "s", "action_timeout": 5}, transaction_id="w2")
+    assert engine.get("w1").wake_at is None  # type: ignore[union-attr]
+    shop.clock.advance(5)
+    assert engine.tick().expired == ["w2"]
+
+
+def test_the_demo_shows_an_abandoned_challenge_expiring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python examples/accept_payment.py` keeps its walk-through and ends with a challenge
+    that expires on a ManualClock: the run reverts and the session is canceled."""
+    assert demo_main(["--database", f"sqlite:///{tmp_path / 'demo.db'}"]) == 0
+    out = capsys.readouterr().out
+    for shown in (
+        "1. accept-payment (the test gateway asks for 3-D Secure)",
+        "parked at await-payment-action",
+        "authorize-payment-session",
+        "3. Capture 80.00, then refund 30.00",
+        "the customer abandons 3-D Secure",
+        "15 minutes pass (on a ManualClock), then engine.tick()",
+    ):
+        assert shown in out, shown
+    assert re.search(r"the deadline passed: run accept-cart_\w+ reverted", out)
+    assert re.search(r"session payses_\w+ canceled at the gateway", out)
+    assert "the cart's collection: none" in out
