@@ -13,7 +13,8 @@ from typing import Any
 
 from attrs import evolve
 
-from flowkit.exceptions import LeaseLost
+from flowkit.clock import Clock, epoch_of
+from flowkit.exceptions import LeaseLost, StoreError
 from flowkit.state import TransactionState
 from flowkit.store import ACTIVE, Checkpoint, NewRun, RunUpdate, Signal, StoredRun, StoredStep
 
@@ -37,6 +38,7 @@ class MemoryStore:
         self._steps: dict[str, list[StoredStep]] = {}
         self._inbox: dict[tuple[str, str], Signal] = {}
         self.closed = False
+        self._clock: Clock | None = None
 
     def start_run(self, new: NewRun) -> StoredRun | None:
         with self._lock:
@@ -167,7 +169,18 @@ class MemoryStore:
             return len(doomed)
 
     def now(self) -> float:
-        return time.time()
+        clock = self._clock
+        return time.time() if clock is None else epoch_of(clock)
+
+    def use_clock(self, clock: Clock) -> None:
+        """Read leases and times from `clock` (an engine given an explicit clock calls this).
+
+        Raises:
+            StoreError: the store already reads another clock.
+        """
+        if self._clock is not None and self._clock is not clock:
+            raise StoreError("this MemoryStore already reads another engine's clock")
+        self._clock = clock
 
     def claim_queued(
         self,

@@ -15,12 +15,27 @@ attempt records only that it failed: the engine's `step_retrying` event carries 
 A process's run span ends at `run_finished`, or, since the engine emits none when a run parks,
 at a `step_waiting` with no other step of the run in flight (state `waiting`).
 
-A run continued in another process (a signal, a recovery, a worker) continues the same trace.
-The run record has no field for a trace context, and this module adds none (no schema change):
-the trace id and the span id of the run's parent are derived from the transaction id (SHA-256),
-so every process reconstructs the same remote parent, and every process's `flowkit.run` span is
-its child. That parent span itself is never exported: a backend shows one trace whose run
-segments hang under a root it reports as missing.
+Waits: the end of a wait is a span `flowkit.wait <step>` in the segment that ended it, from the
+step's parking (its stored `waiting` row, dated on the engine's clock) to its end, with
+`flowkit.wait.ended_by`: `signal` (`set_step_success` or `set_step_failure` on this engine),
+`deadline` (expired by `tick()` or by a late signal: state `timeout`, an ERROR) or `wake` (a
+`flowkit.sleep` woken by `tick()`), and `flowkit.due_at` (ISO 8601) when the wait had a
+deadline. The engine emits no event when a signal succeeds a step, so `instrument` wraps the
+engine's `set_step_success` (as OpenTelemetry's instrumentations wrap their libraries' calls);
+a signal the engine kept because its step was not waiting yet, and delivered later by the run's
+owner, gets no wait span. `schedule_fired` is a span `flowkit.schedule <schedule>` in the
+trace of the run the tick enqueued.
+
+One trace per run across processes: `instrument` sets the engine's trace-context provider
+(`engine.runtime.trace_context`), so every new run (run, enqueue, a schedule's tick) is stored
+with a W3C `traceparent`: the caller's current span (a run started inside a web request's span
+is its child), or, outside any span, a fresh sampled context made for the run (its parent span
+is never exported: a backend shows the run's segments under a root it reports as missing).
+Each process that continues the run (a signal, `recover`, a worker, `tick`, `cancel`) reads
+the stored context once (the store's `get_run`, on the run's first event there; kept for the
+last 4096 runs) and parents its `flowkit.run` span on it. A run stored without a context (by
+an engine that was not instrumented) falls back to a parent derived from its transaction id
+(SHA-256, `run_parent`), the same in every process.
 
 Metrics: the counter `flowkit.runs` (attributes `flowkit.workflow`, `flowkit.outcome`: the
 status a run stopped at in this process) and the histogram `flowkit.step.duration` (seconds;
@@ -33,20 +48,29 @@ flowkit runs without `opentelemetry-api` installed (the `otel` extra installs it
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
-from collections.abc import Callable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from attrs import define, field
 from opentelemetry import metrics, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from flowkit.engine import Engine
 from flowkit.events import Event
+from flowkit.store import StoredStep
 
-__all__ = ["Instrumentation", "instrument", "run_parent"]
+__all__ = ["Instrumentation", "instrument", "parent_context", "run_parent", "traceparent"]
 
 SCOPE = "flowkit"
+PARENTS_KEPT = 4096
+"""How many runs' stored trace contexts an instrumentation keeps (the most recent)."""
 _STEP_END = {
     "step_succeeded": "done",
     "step_failed": "failed",
@@ -55,10 +79,14 @@ _STEP_END = {
     "step_skipped": "skipped",
 }
 _COMPENSATION_END = {"step_compensated": "reverted", "compensation_failed": "compensation_failed"}
+_EXPIRED = {"flowkit.state": "timeout", "flowkit.wait.ended_by": "deadline"}
+_FAILED_RUN = ("failed", "reverted", "timeout", "compensation_failed")
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def run_parent(transaction_id: str) -> SpanContext:
-    """The remote parent every process gives the run's spans: ids derived from the transaction id.
+    """The remote parent of a run stored without a trace context: ids derived from its
+    transaction id, so every process derives the same.
 
     Args:
         transaction_id: The run's transaction id.
@@ -72,14 +100,83 @@ def run_parent(transaction_id: str) -> SpanContext:
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1))
 
 
+def traceparent(context: SpanContext) -> str:
+    """`context` as a W3C `traceparent` header value (what a run is stored with).
+
+    Args:
+        context: A valid span context.
+
+    Returns:
+        `00-<trace id>-<span id>-<flags>`.
+    """
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, trace.set_span_in_context(NonRecordingSpan(context)))
+    return carrier["traceparent"]
+
+
+def parent_context(stored: str | None, transaction_id: str) -> Context:
+    """The context a run's segment is parented on: its stored `traceparent`, or (none stored,
+    or not a valid one) the parent `run_parent` derives.
+
+    Args:
+        stored: The run's stored trace context (`RunRecord.trace_context`).
+        transaction_id: The run's transaction id.
+
+    Returns:
+        An OpenTelemetry `Context` holding the remote parent span.
+    """
+    if stored:
+        extracted = _PROPAGATOR.extract({"traceparent": stored})
+        if trace.get_current_span(extracted).get_span_context().is_valid:
+            return extracted
+    return trace.set_span_in_context(NonRecordingSpan(run_parent(transaction_id)))
+
+
+def _fresh_context() -> SpanContext:
+    trace_id = secrets.randbits(128) or 1
+    return SpanContext(trace_id, secrets.randbits(64) or 1, True, TraceFlags(TraceFlags.SAMPLED))
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+@define
+class _Wait:
+    """A wait that ended in a failure: a signal's, or its deadline's (told by the next event)."""
+
+    span: Span
+    step: str
+    error: str
+    end: float
 
 
 @define
 class _Run:
     span: Span
     steps: dict[tuple[str, str], Span] = field(factory=dict)
+    failed_wait: _Wait | None = None
+
+
+@define
+class _Signal:
+    """A `set_step_success` in progress on the instrumented engine."""
+
+    step: str
+    at: float
+    segment: Span | None = None
+
+
+@define
+class _Parked:
+    """A step's stored wait: when it parked (engine clock) and its deadline, if any."""
+
+    at: float | None
+    due: float | None
 
 
 class Instrumentation:
@@ -105,53 +202,103 @@ class Instrumentation:
             "flowkit.step.duration", unit="s", description="Step attempts and compensations"
         )
         self._runs: dict[str, _Run] = {}
+        self._parents: OrderedDict[str, Context] = OrderedDict()
+        self._signals: dict[str, _Signal] = {}
         self._lock = threading.Lock()
+        self._previous_provider = engine.runtime.trace_context
+        engine.runtime.trace_context = self.trace_context
+        self._signal_success = self._wrap_success(engine.set_step_success)
+        engine.set_step_success = self._signal_success  # type: ignore[method-assign]
         self._unsubscribe: Callable[[], None] | None = engine.subscribe(self.handle)
 
+    def trace_context(self) -> str | None:
+        """The `traceparent` a new run is stored with: the current span's, else a fresh one."""
+        current = trace.get_current_span().get_span_context()
+        return traceparent(current if current.is_valid else _fresh_context())
+
     def uninstrument(self) -> None:
-        """Stop listening to the engine (spans still open are ended)."""
+        """Stop listening to the engine (spans still open are ended) and give back its
+        trace-context provider and `set_step_success`."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        runtime = self.engine.runtime
+        if runtime.trace_context == self.trace_context:
+            runtime.trace_context = self._previous_provider
+        if self.engine.__dict__.get("set_step_success") is self._signal_success:
+            del self.engine.__dict__["set_step_success"]
         with self._lock:
             open_runs, self._runs = list(self._runs.values()), {}
         for run in open_runs:
+            self._settle(None, run)
             for span in run.steps.values():
                 span.end()
             run.span.end()
 
     def handle(self, event: Event) -> None:
         """Turn one engine event into span starts and ends and metric points."""
+        if event.name == "schedule_fired":
+            self._schedule_fired(event)
+            return
+        tx = event.transaction_id
+        open_run = self._runs.get(tx)
+        parent = self._parent(tx) if open_run is None else None
+        parked = self._parked(event) if _may_end_wait(event, open_run) else None
         with self._lock:
-            run = self._run(event)
+            run = self._run(event, parent)
+            if run.failed_wait is not None and self._settle(event, run):
+                return
             if event.name == "run_finished":
                 self._finish(event, run)
+            elif event.name == "run_woken":
+                self._woken(event, run, parked)
             elif event.step is not None:
-                self._step(event, run)
+                self._step(event, run, parked)
 
     # --- runs -------------------------------------------------------------------------------
 
-    def _run(self, event: Event) -> _Run:
+    def _parent(self, transaction_id: str) -> Context:
+        """The stored trace context of a run, read once (a failed read is not kept)."""
+        with self._lock:
+            found = self._parents.get(transaction_id)
+            if found is not None:
+                self._parents.move_to_end(transaction_id)
+                return found
+        try:
+            stored = self.engine.runtime.store.get_run(transaction_id)
+        except Exception:  # a tracing aid must not fail the run: derive the parent instead
+            return parent_context(None, transaction_id)
+        context = parent_context(stored.trace_context if stored else None, transaction_id)
+        with self._lock:
+            self._parents[transaction_id] = context
+            while len(self._parents) > PARENTS_KEPT:
+                self._parents.popitem(last=False)
+        return context
+
+    def _run(self, event: Event, parent: Context | None) -> _Run:
         found = self._runs.get(event.transaction_id)
         if found is not None:
             return found
-        parent = trace.set_span_in_context(NonRecordingSpan(run_parent(event.transaction_id)))
         span = self._tracer.start_span(
             f"flowkit.run {event.workflow}",
-            context=parent,
+            context=parent or parent_context(None, event.transaction_id),
             kind=trace.SpanKind.INTERNAL,
             attributes=self._attributes(event),
             start_time=_ns(event.timestamp),
         )
         made = self._runs[event.transaction_id] = _Run(span)
+        signal = self._signals.get(event.transaction_id)
+        if signal is not None and signal.segment is None:
+            signal.segment = span
         return made
 
     def _finish(self, event: Event, run: _Run, status: str | None = None) -> None:
         status = status or str(event.data.get("status", "unknown"))
+        self._settle(None, run)
         for span in run.steps.values():  # a step left open (a crash between events)
             span.end(end_time=_ns(event.timestamp))
         run.span.set_attribute("flowkit.state", status)
-        if status in ("failed", "reverted", "timeout", "compensation_failed"):
+        if status in _FAILED_RUN:
             run.span.set_status(Status(StatusCode.ERROR, f"run {status}"))
         run.span.end(end_time=_ns(event.timestamp))
         del self._runs[event.transaction_id]
@@ -159,13 +306,19 @@ class Instrumentation:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _step(self, event: Event, run: _Run) -> None:
+    def _step(self, event: Event, run: _Run, parked: _Parked | None) -> None:
         step = event.step
         assert step is not None  # checked by `handle`
         if event.name == "step_started":
             self._open(event, run, ("invoke", step), f"flowkit.step {step}")
         elif event.name == "compensation_started":
             self._open(event, run, ("compensate", step), f"flowkit.compensate {step}")
+        elif event.name == "step_failed" and parked is not None:
+            self._wait_failed(event, run, parked)
+        elif event.name == "step_expired":  # its step_failed found no stored wait
+            span = self._wait_span(event, run.span, None, "timeout", "deadline")
+            _record_error(span, "the wait's deadline passed")
+            span.end(end_time=_ns(event.timestamp))
         elif event.name in _STEP_END:
             self._close(event, run, ("invoke", step), _STEP_END[event.name])
             if event.name == "step_waiting" and not run.steps:
@@ -186,7 +339,7 @@ class Instrumentation:
 
     def _close(self, event: Event, run: _Run, key: tuple[str, str], state: str) -> None:
         span = run.steps.pop(key, None)
-        if span is None:  # ended without a start here: a step finished by a signal
+        if span is None:  # ended without a start here (a nested workflow's node)
             kind = "flowkit.step" if key[0] == "invoke" else "flowkit.compensate"
             span = self._open(event, run, key, f"{kind} {key[1]}")
             run.steps.pop(key)
@@ -195,8 +348,7 @@ class Instrumentation:
         if error is None and event.name == "step_retrying":
             error = "the attempt failed; it is retried"  # the event carries no error
         if error is not None:
-            span.add_event("exception", {"exception.message": str(error)})
-            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+            _record_error(span, str(error))
         duration = event.data.get("duration")
         if isinstance(duration, int | float):
             seconds = float(duration)
@@ -224,6 +376,160 @@ class Instrumentation:
             attributes["flowkit.version"] = str(version)
         return attributes
 
+    # --- waits ------------------------------------------------------------------------------
+
+    def _parked(self, event: Event) -> _Parked | None:
+        """The stored wait of the event's step (None: the step never waited)."""
+        assert event.step is not None  # `_may_end_wait` checked
+        try:
+            loaded = self.engine.runtime.store.load(event.transaction_id)
+        except Exception:  # a tracing aid must not fail the run
+            return None
+        return _stored_wait(loaded[1] if loaded is not None else (), event.step)
+
+    def _wait_span(
+        self, event: Event, segment: Span, parked: _Parked | None, state: str, ended_by: str
+    ) -> Span:
+        start = event.timestamp
+        if parked is not None and parked.at is not None:
+            start = min(parked.at, start)
+        attributes = self._attributes(event)
+        attributes.pop("flowkit.attempt", None)
+        attributes.update({"flowkit.state": state, "flowkit.wait.ended_by": ended_by})
+        due = parked.due if parked is not None else event.data.get("deadline")
+        if isinstance(due, int | float):
+            attributes["flowkit.due_at"] = _iso(float(due))
+        assert event.step is not None  # waits are steps'
+        return self._tracer.start_span(
+            f"flowkit.wait {event.step}",
+            context=trace.set_span_in_context(segment),
+            attributes=attributes,
+            start_time=_ns(start),
+        )
+
+    def _wait_failed(self, event: Event, run: _Run, parked: _Parked) -> None:
+        """A waiting step failed: by a failure signal, unless `step_expired` comes next."""
+        span = self._wait_span(event, run.span, parked, "failed", "signal")
+        assert event.step is not None  # a step's event
+        run.failed_wait = _Wait(span, event.step, str(event.data.get("error")), event.timestamp)
+
+    def _settle(self, event: Event | None, run: _Run) -> bool:
+        """End the run's failed wait; True when `event` was its `step_expired` (consumed)."""
+        wait, run.failed_wait = run.failed_wait, None
+        if wait is None:
+            return False
+        expired = event is not None and event.name == "step_expired" and event.step == wait.step
+        if expired:
+            wait.span.set_attributes(
+                {"flowkit.state": "timeout", "flowkit.wait.ended_by": "deadline"}
+            )
+        _record_error(wait.span, wait.error)
+        wait.span.end(end_time=_ns(wait.end))
+        return expired
+
+    def _woken(self, event: Event, run: _Run, parked: _Parked | None) -> None:
+        span = self._wait_span(event, run.span, parked, "done", "wake")
+        span.end(end_time=_ns(event.timestamp))
+
+    # --- signals and schedules --------------------------------------------------------------
+
+    def _wrap_success(self, signal: Callable[..., Any]) -> Callable[..., Any]:
+        def set_step_success(transaction_id: str, step: str, *args: Any, **kwargs: Any) -> Any:
+            pending = _Signal(step, time.time())
+            with self._lock:
+                self._signals[transaction_id] = pending
+            try:
+                return signal(transaction_id, step, *args, **kwargs)
+            finally:
+                with self._lock:
+                    self._signals.pop(transaction_id, None)
+                self._signalled(transaction_id, pending)
+
+        set_step_success.__doc__ = signal.__doc__
+        return set_step_success
+
+    def _signalled(self, transaction_id: str, signal: _Signal) -> None:
+        """The wait span of a step a success signal finished (nothing if the signal was kept,
+        refused, or came too late)."""
+        try:
+            loaded = self.engine.runtime.store.load(transaction_id)
+        except Exception:  # a tracing aid must not fail the caller
+            return
+        if loaded is None:
+            return
+        stored, rows = loaded
+        ended = _signalled_end(rows, signal)
+        if ended is None:
+            return
+        segment = signal.segment or self._quiet_segment(transaction_id, stored.workflow, signal)
+        event = Event("step_signalled", stored.workflow, transaction_id, signal.step)
+        span = self._wait_span(event, segment, _stored_wait(rows, signal.step), "done", "signal")
+        span.end(end_time=_ns(max(ended, _start_of(span, ended))))
+
+    def _quiet_segment(self, transaction_id: str, workflow: str, signal: _Signal) -> Span:
+        """The run span of a signal's continuation that emitted no event (it parked again)."""
+        event = Event("run_signalled", workflow, transaction_id, timestamp=signal.at)
+        span = self._tracer.start_span(
+            f"flowkit.run {workflow}",
+            context=self._parent(transaction_id),
+            attributes={**self._attributes(event), "flowkit.state": "waiting"},
+            start_time=_ns(signal.at),
+        )
+        span.end()
+        self._runs_counter.add(1, {"flowkit.workflow": workflow, "flowkit.outcome": "waiting"})
+        return span
+
+    def _schedule_fired(self, event: Event) -> None:
+        """A tick enqueued a scheduled run: an instant in the run's trace."""
+        schedule = str(event.data.get("schedule"))
+        attributes = {**self._attributes(event), "flowkit.schedule": schedule}
+        tick = event.data.get("tick")
+        if isinstance(tick, datetime):
+            attributes["flowkit.tick"] = tick.isoformat()
+        span = self._tracer.start_span(
+            f"flowkit.schedule {schedule}",
+            context=self._parent(event.transaction_id),
+            attributes=attributes,
+            start_time=_ns(event.timestamp),
+        )
+        span.end(end_time=_ns(event.timestamp))
+
+
+def _may_end_wait(event: Event, run: _Run | None) -> bool:
+    """True for an event that may end a stored wait: a sleep's wake-up, or a step failing
+    without an attempt in flight here (a failure signal, an expired deadline)."""
+    if event.step is None:
+        return False
+    if event.name == "run_woken":
+        return True
+    return event.name == "step_failed" and (run is None or ("invoke", event.step) not in run.steps)
+
+
+def _stored_wait(rows: Sequence[StoredStep], step: str) -> _Parked | None:
+    for row in reversed(rows):
+        if row.step == step and row.action == "invoke" and row.status == "waiting":
+            return _Parked(row.ended_at, row.due_at)
+    return None
+
+
+def _signalled_end(rows: Sequence[StoredStep], signal: _Signal) -> float | None:
+    """When the signalled step was finished by this signal (its `done` row, written after
+    the signal began and after the step's wait), or None."""
+    waited = False
+    for row in rows:
+        if row.step != signal.step or row.action != "invoke":
+            continue
+        if row.status == "waiting":
+            waited = True
+        elif waited and row.status == "done" and (row.ended_at or 0.0) >= signal.at:
+            return row.ended_at
+    return None
+
+
+def _record_error(span: Span, error: str) -> None:
+    span.add_event("exception", {"exception.message": error})
+    span.set_status(Status(StatusCode.ERROR, error[:200]))
+
 
 def _start_of(span: Span, default: float) -> float:
     start = getattr(span, "start_time", None)  # the SDK's spans know it, the API's do not
@@ -236,7 +542,8 @@ def instrument(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
 ) -> Instrumentation:
-    """Send spans and metrics of `engine`'s runs to OpenTelemetry.
+    """Send spans and metrics of `engine`'s runs to OpenTelemetry, and store every new run
+    with the trace context it starts under.
 
     Args:
         engine: The engine whose runs are traced.

@@ -101,6 +101,8 @@ class Runtime:
                 f"clock must have a now() method (a flowkit.Clock), not {clock!r}"
             )
         self.clock: Clock = clock if clock is not None else SystemClock()
+        if clock is not None:  # leases, step times and retention follow it too
+            self.store.use_clock(clock)
         self.schedules: dict[str, Schedule] = {}
         """The schedules `tick()` fires, by name."""
         self.trace_context: Callable[[], str | None] | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 from attrs import evolve
 
+from flowkit.clock import Clock
 from flowkit.encryption import Encryption
 from flowkit.store import Checkpoint, NewRun, RunUpdate, Signal, Store, StoredRun, StoredStep
 from flowkit.syncscope import SyncScope
@@ -157,6 +158,10 @@ class SealedStore:
     def purge(self, before: float) -> int:
         """See `Store.purge`."""
         return self.inner.purge(before)
+
+    def use_clock(self, clock: Clock) -> None:
+        """See `Store.use_clock`."""
+        self.inner.use_clock(clock)
 
     def now(self) -> float:
         """See `Store.now`."""

@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from attrs import define, field, frozen
 
+from flowkit.clock import Clock
 from flowkit.state import TransactionState
 from flowkit.syncscope import SyncScope
 
@@ -196,6 +197,10 @@ class Store(Protocol):
 
     def purge(self, before: float) -> int:
         """Delete finished runs last updated before `before`; returns how many."""
+
+    def use_clock(self, clock: Clock) -> None:
+        """Read leases, times and the purge cut-off from `clock` from now on (an engine given
+        an explicit clock calls it); `StoreError` when it already reads another one."""
 
     def now(self) -> float:
         """The store's clock, in seconds since the epoch."""

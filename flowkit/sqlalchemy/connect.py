@@ -9,7 +9,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import Double, Engine, create_engine, event, literal_column
+from sqlalchemy import Double, Engine, bindparam, create_engine, event, literal_column
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.sql import ColumnElement
@@ -114,8 +114,11 @@ def stamp(conn: Any) -> None:
         )
 
 
-def now_expression(sqlite: bool) -> ColumnElement[Any]:
-    """The database clock in epoch seconds, as a SQL expression (leases use it)."""
+def now_expression(sqlite: bool, clock: Callable[[], float] | None = None) -> ColumnElement[Any]:
+    """The database clock in epoch seconds, as a SQL expression (leases use it); with `clock`,
+    the parameter `p_now` holding its value at each execution instead (an engine's clock)."""
+    if clock is not None:
+        return bindparam("p_now", callable_=clock, type_=Double)
     if sqlite:
         return literal_column("((julianday('now') - 2440587.5) * 86400.0)", Double)
     return literal_column("extract(epoch from clock_timestamp())", Double)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
-__all__ = ["database_key", "file_key", "sync_wal", "writer_lock"]
+from flowkit.syncscope import deferred_sync
+
+__all__ = ["acknowledge", "database_key", "file_key", "sync_wal", "writer_lock"]
 
 _locks: dict[str, threading.RLock] = {}
 _guard = threading.Lock()
@@ -43,6 +46,16 @@ def writer_lock(database: str) -> threading.RLock:
         if found is None:
             found = _locks[key] = threading.RLock()
         return found
+
+
+def acknowledge(key: str | None, database: str, sync: Callable[[str], None]) -> None:
+    """After a commit under acknowledged durability: inside a drive's sync scope the fsync is
+    left to the scope (one at the end of the drive); outside any scope, `sync` it now."""
+    scope = deferred_sync(key) if key is not None else None
+    if scope is not None:
+        scope.defer()
+    else:
+        sync(database)
 
 
 def sync_wal(database: str) -> None:

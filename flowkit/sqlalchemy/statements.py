@@ -8,6 +8,7 @@ Python around the database's own work.
 from __future__ import annotations
 
 import operator
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -69,8 +70,17 @@ def _layout(order: list[str]) -> Callable[[dict[str, Any]], Any]:
 class Statements:
     """Every statement the hot path runs, compiled for one store."""
 
-    def __init__(self, engine: Engine, now: ColumnElement[Any], *, is_sqlite: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        now: ColumnElement[Any],
+        *,
+        is_sqlite: bool,
+        now_value: Callable[[], float] = time.time,
+    ) -> None:
         self.is_sqlite = is_sqlite
+        self.now_value = now_value
+        """The value of the `p_now` parameter (used when `now` is that parameter)."""
         self.update_stmt = fenced_update(now)
         self.update = Sql(self.update_stmt, engine)
         self.insert_step = Sql(
@@ -98,6 +108,7 @@ class Statements:
             "p_release": update.release,
             "p_wake_at": update.wake_at,
             "p_set_wake": update.status is not None,
+            "p_now": self.now_value(),
         }
 
 

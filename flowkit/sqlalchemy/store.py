@@ -12,6 +12,7 @@ across concurrent runs by `GroupCommit`.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from flowkit.clock import Clock, epoch_of
 from flowkit.exceptions import SchemaMismatch, StoreError
 from flowkit.sqlalchemy.connect import (
     Durability,
@@ -39,14 +41,14 @@ from flowkit.sqlalchemy.migrate import upgrade
 from flowkit.sqlalchemy.notify import Listener
 from flowkit.sqlalchemy.ownership import claim_statement, expired_query, runs_query
 from flowkit.sqlalchemy.queues import claim_queued, queued_elsewhere, running
-from flowkit.sqlalchemy.sqlite import file_key, sync_wal, writer_lock
+from flowkit.sqlalchemy.sqlite import acknowledge, file_key, sync_wal, writer_lock
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, run_from_row
 from flowkit.sqlalchemy.tables import SCHEMA_REVISION, VERSION_TABLE, inbox, metadata, runs, steps
 from flowkit.sqlalchemy.timers import due_runs, latest_with_prefix
 from flowkit.sqlalchemy.writer import CheckpointWriter, keep_signal, park
 from flowkit.state import TransactionState
 from flowkit.store import Checkpoint, NewRun, Signal, StoredRun, StoredStep
-from flowkit.syncscope import SyncScope, deferred_sync
+from flowkit.syncscope import SyncScope
 
 __all__ = ["SqlStore"]
 
@@ -124,6 +126,7 @@ class SqlStore:
             self.engine.dialect.loaded_dbapi.Error,
         )
         self._ping()
+        self._clock: Clock | None = None
         self._now = now_expression(self.is_sqlite)
         self._sql = Statements(self.engine, self._now, is_sqlite=self.is_sqlite)
         self._writer = CheckpointWriter(
@@ -263,6 +266,18 @@ class SqlStore:
                 .values(lease_expires_at=self._now - 1.0)
             )
 
+    def use_clock(self, clock: Clock) -> None:
+        """See `Store.use_clock`: leases, times and purges read `clock`, not the database."""
+        if self._clock is clock:
+            return
+        if self._clock is not None:
+            raise StoreError(f"{self!r} already reads another engine's clock")
+        self._clock = clock
+        value = functools.partial(epoch_of, clock)
+        self._now = now_expression(self.is_sqlite, value)
+        self._sql = Statements(self.engine, self._now, is_sqlite=self.is_sqlite, now_value=value)
+        self._writer.use(self._sql)
+
     @translated
     def now(self) -> float:
         with self._read_engine.connect() as conn:
@@ -338,15 +353,8 @@ class SqlStore:
         self._committed()
 
     def _committed(self) -> None:
-        """Acknowledged durability: a commit inside a drive's sync scope leaves its fsync to
-        the scope (one at the end of the drive); one outside any scope is synced at once."""
-        if self.durability != "acknowledged":
-            return
-        scope = deferred_sync(self.sync_key) if self.sync_key is not None else None
-        if scope is not None:
-            scope.defer()
-        else:
-            sync_wal(self._database)
+        if self.durability == "acknowledged":
+            acknowledge(self.sync_key, self._database, sync_wal)
 
     def sync_scope(self) -> SyncScope | None:
         """A scope in which writers of this store's file may leave their fsync to the run's

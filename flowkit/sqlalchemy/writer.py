@@ -45,6 +45,11 @@ class CheckpointWriter:
         self._writer_conn: Any = None
         self._writer_lock = threading.Lock()
 
+    def use(self, sql: Statements) -> None:
+        """Write with `sql` from now on (the store's statements, rebuilt for a new clock)."""
+        with self._writer_lock:
+            self._sql = sql
+
     def write_in_session(self, checkpoint: Checkpoint, session: Session) -> None:
         """Write a checkpoint in a step's own session, committing the step's writes with it."""
         sql = self._sql
@@ -117,7 +122,9 @@ class CheckpointWriter:
         for entry in entries:
             item = entry.item
             if isinstance(item, NewRun):
-                cursor.execute(self._sql.start.text, self._sql.start.params(start_values(item)))
+                values = start_values(item)
+                values["p_now"] = self._sql.now_value()
+                cursor.execute(self._sql.start.text, self._sql.start.params(values))
                 entry.result = cursor.rowcount == 1
                 if entry.result and item.queue is not None and self._sql.notify is not None:
                     cursor.execute(

@@ -25,6 +25,7 @@ from flowkit import (
     InvalidTime,
     MemoryStore,
     Schedule,
+    SimulatedCrash,
     StepNotWaiting,
     StepState,
     TransactionState,
@@ -34,6 +35,7 @@ from flowkit import (
 from flowkit.sqlalchemy import SqlStore
 from flowkit.store import Store
 from flowkit.testing import ManualClock
+from flowkit.testing.faults import Crash, FailurePlan, PlanFaults
 
 EngineFactory = Callable[..., Engine]
 
@@ -530,3 +532,31 @@ def test_a_due_run_of_a_definition_not_held_is_skipped(
     assert report.woken == []
     assert [s.transaction_id for s in report.skipped] == ["old-nap"]
     assert report.skipped[0].incompatible
+
+
+# --- leases and retention under the engine's clock ---------------------------------------------
+
+
+def test_leases_follow_the_engine_clock(engines: EngineFactory, clock: ManualClock) -> None:
+    """A crashed run's lease runs out when the clock moves past it, not on the wall clock."""
+    crashing = engines()
+    crashing.faults["crashed"] = PlanFaults(FailurePlan(crash=Crash("hold", "invoke", "after")))
+    with pytest.raises(SimulatedCrash):
+        crashing.run(hold_and_wait, "c", transaction_id="crashed")
+    other = engines()
+    assert [r.transaction_id for r in other.recover()] == []  # its lease is still live
+    clock.advance(other.lease_seconds + 1)
+    assert [r.transaction_id for r in other.recover()] == ["crashed"]
+    assert other.get("crashed").status is TransactionState.WAITING  # type: ignore[union-attr]
+
+
+def test_retention_follows_the_engine_clock(engines: EngineFactory, clock: ManualClock) -> None:
+    """purge() cuts at the clock's now minus the retention: runs age as the clock moves."""
+    engine = engines()
+    engine.run(nap_for, {"seconds": 0}, transaction_id="old")
+    engine.tick()
+    assert engine.get("old").status is TransactionState.DONE  # type: ignore[union-attr]
+    assert engine.purge(timedelta(days=1)) == 0
+    clock.advance(timedelta(days=2))
+    assert engine.purge(timedelta(days=1)) == 1
+    assert engine.get("old") is None
