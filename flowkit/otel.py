@@ -5,37 +5,31 @@
     ...
     instrumentation.uninstrument()
 
-Traces: a span `flowkit.run <workflow>` per run in each process that drives it, a child span
-per step attempt (`flowkit.step <step>`) and per compensation (`flowkit.compensate <step>`),
-with the attributes `flowkit.transaction_id`, `flowkit.workflow`, `flowkit.step`,
-`flowkit.attempt`, `flowkit.state` and `flowkit.version` (when the engine's records carry a
-version); failed attempts and compensations record their error and an ERROR status (a retried
-attempt records only that it failed: the engine's `step_retrying` event carries no error).
+Traces: a span `flowkit.run <workflow>` per run in each process that drives it (ended at
+`run_finished`, or when the run parks: state `waiting`), a child span per step attempt
+(`flowkit.step <step>`) and per compensation (`flowkit.compensate <step>`), with the attributes
+`flowkit.transaction_id`, `flowkit.workflow`, `flowkit.step`, `flowkit.attempt`,
+`flowkit.state` and `flowkit.version`; failed attempts and compensations record their error
+and an ERROR status (a retried attempt only that it failed: `step_retrying` carries no error).
 
-A process's run span ends at `run_finished`, or, since the engine emits none when a run parks,
-at a `step_waiting` with no other step of the run in flight (state `waiting`).
-
-Waits: the end of a wait is a span `flowkit.wait <step>` in the segment that ended it, from the
-step's parking (its stored `waiting` row, dated on the engine's clock) to its end, with
-`flowkit.wait.ended_by`: `signal` (`set_step_success` or `set_step_failure` on this engine),
-`deadline` (expired by `tick()` or by a late signal: state `timeout`, an ERROR) or `wake` (a
-`flowkit.sleep` woken by `tick()`), and `flowkit.due_at` (ISO 8601) when the wait had a
-deadline. The engine emits no event when a signal succeeds a step, so `instrument` wraps the
-engine's `set_step_success` (as OpenTelemetry's instrumentations wrap their libraries' calls);
-a signal the engine kept because its step was not waiting yet, and delivered later by the run's
-owner, gets no wait span. `schedule_fired` is a span `flowkit.schedule <schedule>` in the
-trace of the run the tick enqueued.
+The end of a wait is a span `flowkit.wait <step>` in the segment that ended it, from the step's
+parking (its stored `waiting` row, dated on the engine's clock) to its end, with
+`flowkit.wait.ended_by`: `signal`, `deadline` (expired by `tick()` or a late signal: state
+`timeout`, an ERROR) or `wake` (a `flowkit.sleep`), and `flowkit.due_at` (ISO 8601). The engine
+emits no event when a signal succeeds a step, so `instrument` wraps the engine's
+`set_step_success`, as OpenTelemetry's instrumentations wrap their libraries' calls (a signal
+kept until its step waits, and delivered later by the run's owner, gets no wait span). A
+schedule's tick is a span `flowkit.schedule <schedule>` in the trace of the run it enqueued.
 
 One trace per run across processes: `instrument` sets the engine's trace-context provider
-(`engine.runtime.trace_context`), so every new run (run, enqueue, a schedule's tick) is stored
-with a W3C `traceparent`: the caller's current span (a run started inside a web request's span
-is its child), or, outside any span, a fresh sampled context made for the run (its parent span
-is never exported: a backend shows the run's segments under a root it reports as missing).
-Each process that continues the run (a signal, `recover`, a worker, `tick`, `cancel`) reads
-the stored context once (the store's `get_run`, on the run's first event there; kept for the
-last 4096 runs) and parents its `flowkit.run` span on it. A run stored without a context (by
-an engine that was not instrumented) falls back to a parent derived from its transaction id
-(SHA-256, `run_parent`), the same in every process.
+(`engine.runtime.trace_context`), so every new run is stored with a W3C `traceparent`: the
+caller's current span (a run started inside a web request's span is its child) or, outside any
+span, a fresh sampled context made for the run (its parent is never exported: backends show the
+run's segments under a root they report as missing). Each process that continues the run (a
+signal, `recover`, a worker, `tick`, `cancel`) reads the stored context once (the store's
+`get_run` on the run's first event there; the last `PARENTS_KEPT` runs' are kept) and parents
+its `flowkit.run` span on it. A run stored without one (by an engine not instrumented) falls
+back to a parent derived from its transaction id (`run_parent`), the same in every process.
 
 Metrics: the counter `flowkit.runs` (attributes `flowkit.workflow`, `flowkit.outcome`: the
 status a run stopped at in this process) and the histogram `flowkit.step.duration` (seconds;
@@ -420,9 +414,7 @@ class Instrumentation:
             return False
         expired = event is not None and event.name == "step_expired" and event.step == wait.step
         if expired:
-            wait.span.set_attributes(
-                {"flowkit.state": "timeout", "flowkit.wait.ended_by": "deadline"}
-            )
+            wait.span.set_attributes(_EXPIRED)
         _record_error(wait.span, wait.error)
         wait.span.end(end_time=_ns(wait.end))
         return expired
@@ -442,7 +434,8 @@ class Instrumentation:
                 return signal(transaction_id, step, *args, **kwargs)
             finally:
                 with self._lock:
-                    self._signals.pop(transaction_id, None)
+                    if self._signals.get(transaction_id) is pending:
+                        del self._signals[transaction_id]
                 self._signalled(transaction_id, pending)
 
         set_step_success.__doc__ = signal.__doc__

@@ -18,7 +18,7 @@ from opentelemetry.trace import StatusCode
 
 import flowkit
 from flowkit import Engine, RetryPolicy, StepContext, WorkflowResponse, step, workflow
-from flowkit.otel import instrument, run_parent
+from flowkit.otel import instrument, run_parent, traceparent
 from flowkit.sqlalchemy import SqlStore
 
 
@@ -79,6 +79,11 @@ def _engine(url: str) -> Engine:
     return Engine(store, [order_flow])
 
 
+def _parent_of(span: ReadableSpan) -> int | None:
+    """The span id of a span's parent (None for a root)."""
+    return span.parent.span_id if span.parent is not None else None
+
+
 def _by_name(found: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
     return [s for s in found if s.name == name]
 
@@ -86,28 +91,33 @@ def _by_name(found: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
 def test_one_trace_across_two_engines(
     tmp_path: Path, spans: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
-    """A run parked by one engine and signalled on another gives one trace under one parent."""
+    """A run started inside a request's span, parked by engine A and signalled on engine B, is
+    stored with that span's context: both segments are its children, in its trace."""
     provider, exporter = spans
     url = f"sqlite:///{tmp_path}/otel.db"
     first, second = _engine(url), _engine(url)
     with first, second:
         instrument(first, tracer_provider=provider)
         instrument(second, tracer_provider=provider)
-        parked = first.run(order_flow, "o1", transaction_id="tx-otel-1")
+        with provider.get_tracer("web").start_as_current_span("POST /orders") as request:
+            parked = first.run(order_flow, "o1", transaction_id="tx-otel-1")
         assert parked.status.value == "waiting"
+        stored = traceparent(request.get_span_context())
+        assert first.get("tx-otel-1").trace_context == stored  # type: ignore[union-attr]
+        assert second.runtime.store.get_run("tx-otel-1").trace_context == stored  # type: ignore[union-attr]
         done = second.set_step_success("tx-otel-1", "approve", "ok")
         assert done.status.value == "done"
     found = exporter.get_finished_spans()
     runs = _by_name(found, "flowkit.run otel-order")
     assert len(runs) == 2  # one segment per engine
-    parent = run_parent("tx-otel-1")
-    assert {s.context.trace_id for s in found} == {parent.trace_id}
-    assert all(s.parent is not None and s.parent.span_id == parent.span_id for s in runs)
+    request_context = request.get_span_context()
+    assert {s.context.trace_id for s in found} == {request_context.trace_id}
+    assert all(_parent_of(s) == request_context.span_id for s in runs)
     assert runs[0].attributes["flowkit.state"] == "waiting"
     assert runs[1].attributes["flowkit.state"] == "done"
     run_ids = {s.context.span_id for s in runs}
-    steps = [s for s in found if s.name.startswith("flowkit.step ")]
-    assert all(s.parent is not None and s.parent.span_id in run_ids for s in steps)
+    steps = [s for s in found if s.name.startswith(("flowkit.step ", "flowkit.wait "))]
+    assert all(_parent_of(s) in run_ids for s in steps)
     charges = _by_name(found, "flowkit.step charge")
     assert [s.attributes["flowkit.attempt"] for s in charges] == [1, 2]
     assert charges[0].status.status_code is StatusCode.ERROR
@@ -116,6 +126,82 @@ def test_one_trace_across_two_engines(
     approvals = _by_name(found, "flowkit.step approve")
     assert [s.attributes["flowkit.state"] for s in approvals] == ["waiting"]
     assert approvals[0].attributes["flowkit.transaction_id"] == "tx-otel-1"
+    (wait,) = _by_name(found, "flowkit.wait approve")
+    assert _parent_of(wait) == runs[1].context.span_id
+    assert wait.attributes["flowkit.wait.ended_by"] == "signal"
+    assert wait.attributes["flowkit.state"] == "done"
+    asked = approvals[0]
+    assert asked.start_time is not None
+    assert asked.end_time is not None
+    assert wait.start_time is not None
+    assert wait.end_time is not None
+    assert asked.start_time <= wait.start_time <= asked.end_time < wait.end_time  # park..signal
+
+
+def test_a_run_outside_any_span_gets_a_fresh_trace_of_its_own(
+    tmp_path: Path, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """Started outside a span, each run is stored with a fresh sampled context (not the
+    derived one), and the engine that continues it joins that trace."""
+    provider, exporter = spans
+    url = f"sqlite:///{tmp_path}/otel.db"
+    first, second = _engine(url), _engine(url)
+    with first, second:
+        instrument(first, tracer_provider=provider)
+        instrument(second, tracer_provider=provider)
+        first.run(order_flow, "f1", transaction_id="tx-fresh-1")
+        first.run(order_flow, "f2", transaction_id="tx-fresh-2")
+        second.set_step_success("tx-fresh-1", "approve", "ok")
+        stored = first.get("tx-fresh-1").trace_context  # type: ignore[union-attr]
+        other = first.get("tx-fresh-2").trace_context  # type: ignore[union-attr]
+    assert stored is not None
+    assert other is not None
+    version, trace_hex, span_hex, flags = stored.split("-")
+    assert (version, flags, len(trace_hex), len(span_hex)) == ("00", "01", 32, 16)
+    assert trace_hex != other.split("-")[1]
+    assert int(trace_hex, 16) != run_parent("tx-fresh-1").trace_id
+    segments = [
+        s
+        for s in _by_name(exporter.get_finished_spans(), "flowkit.run otel-order")
+        if s.attributes["flowkit.transaction_id"] == "tx-fresh-1"
+    ]
+    assert len(segments) == 2
+    assert {s.context.trace_id for s in segments} == {int(trace_hex, 16)}
+    assert {_parent_of(s) for s in segments} == {int(span_hex, 16)}
+
+
+def test_a_run_stored_without_context_falls_back_to_the_derived_parent(
+    tmp_path: Path, spans: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """A run parked by an engine that was not instrumented (no stored context) is continued
+    under the parent derived from its transaction id."""
+    provider, exporter = spans
+    url = f"sqlite:///{tmp_path}/otel.db"
+    first, second = _engine(url), _engine(url)
+    with first, second:
+        first.run(order_flow, "n1", transaction_id="tx-untraced")
+        assert first.get("tx-untraced").trace_context is None  # type: ignore[union-attr]
+        instrument(second, tracer_provider=provider)
+        second.set_step_success("tx-untraced", "approve", "ok")
+    (segment,) = _by_name(exporter.get_finished_spans(), "flowkit.run otel-order")
+    parent = run_parent("tx-untraced")
+    assert segment.context.trace_id == parent.trace_id
+    assert _parent_of(segment) == parent.span_id
+
+
+def test_uninstrument_gives_back_the_provider_and_the_signal_method(tmp_path: Path) -> None:
+    """After `uninstrument()`, new runs are stored without a context and signals are the
+    engine's own method again."""
+    with _engine(f"sqlite:///{tmp_path}/otel.db") as engine:
+        own = engine.set_step_success
+        instrumentation = instrument(engine)
+        assert engine.runtime.trace_context is not None
+        assert engine.set_step_success != own
+        instrumentation.uninstrument()
+        assert engine.runtime.trace_context is None
+        assert engine.set_step_success == own
+        engine.run(order_flow, "u1", transaction_id="tx-after")
+        assert engine.get("tx-after").trace_context is None  # type: ignore[union-attr]
 
 
 def test_compensations_have_spans_and_the_run_an_error(
