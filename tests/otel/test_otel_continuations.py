@@ -1,5 +1,5 @@
 """flowkit.otel across continuations: waits ended by signals, deadlines and wake-ups; tick,
-cancel and a worker joining the stored trace; the stored context read once per run."""
+cancel, recover and a worker joining the stored trace; the stored context read once per run."""
 
 from __future__ import annotations
 
@@ -15,10 +15,20 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import flowkit
-from flowkit import Engine, Schedule, StepContext, StepResponse, WorkflowResponse, step, workflow
+from flowkit import (
+    Engine,
+    Schedule,
+    SimulatedCrash,
+    StepContext,
+    StepResponse,
+    WorkflowResponse,
+    step,
+    workflow,
+)
 from flowkit.otel import instrument
 from flowkit.sqlalchemy import SqlStore
 from flowkit.testing import ManualClock
+from flowkit.testing.faults import Crash, FailurePlan, PlanFaults
 
 DEADLINE = 60.0
 
@@ -304,3 +314,33 @@ def test_the_stored_context_is_read_once_per_run_per_process(
     segments = _named(spans.get_finished_spans(), "flowkit.run otel-confirm")
     assert len({_parent_of(s) for s in segments} - {None}) == 1
     assert len(segments) == 2
+
+
+def test_recover_continues_the_stored_trace(
+    tmp_path: Path, exporter: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    """A run whose engine crashed inside a request's span is recovered by another engine (its
+    lease run out on their shared clock) in a segment under the request's span."""
+    provider, spans = exporter
+    url = f"sqlite:///{tmp_path}/otel.db"
+    store = SqlStore(url)
+    store.create_all()
+    clock = ManualClock(datetime.now(UTC))
+    crashing = Engine(store, ALL, clock=clock)
+    crashing.faults["tx-crashed"] = PlanFaults(FailurePlan(crash=Crash("book", "invoke", "after")))
+    later = Engine(SqlStore(url), ALL, clock=clock)
+    with crashing, later:
+        instrument(crashing, tracer_provider=provider)
+        instrument(later, tracer_provider=provider)
+        web = provider.get_tracer("web")
+        with web.start_as_current_span("POST /confirm") as request, pytest.raises(SimulatedCrash):
+            crashing.run(confirm_flow, "r1", transaction_id="tx-crashed")
+        clock.advance(later.lease_seconds + 1)
+        assert [r.transaction_id for r in later.recover()] == ["tx-crashed"]
+    found = spans.get_finished_spans()
+    (segment,) = _named(found, "flowkit.run otel-confirm")  # the crashed one never ended
+    assert segment.attributes["flowkit.state"] == "waiting"
+    assert segment.context.trace_id == request.get_span_context().trace_id
+    assert _parent_of(segment) == request.get_span_context().span_id
+    (asked,) = _named(found, "flowkit.step confirm")
+    assert _parent_of(asked) == segment.context.span_id
