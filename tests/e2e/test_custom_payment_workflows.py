@@ -9,6 +9,7 @@ wrong key: a typed `InvalidData` naming the input class, and not one payment row
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -40,6 +41,7 @@ from payment.inputs import (
     CreatePaymentCollectionForCartInput,
     CreatePaymentSessionsInput,
     RefundPaymentInput,
+    ReleaseExpiredAuthorizationsInput,
 )
 from payment.providers import WebhookAction
 from payment.testing import authorized_payment
@@ -132,6 +134,11 @@ def _check_old_session_deleted(shop: Shop, plain: Any, out: Any) -> None:
 def _check_refunded(shop: Shop, plain: Any, out: Any) -> None:
     assert [o.succeeded for o in out] == [True]
     assert shop.module.retrieve_payment(plain[0]["payment_id"]).refunded_amount == Decimal("30")
+
+
+def _stale_payment(shop: Shop) -> dict[str, Any]:
+    authorized_payment(shop.module, "10")
+    return {"authorized_before": datetime.now(UTC) + timedelta(seconds=1)}
 
 
 CASES = [
@@ -243,6 +250,16 @@ CASES = [
         lambda shop, plain: [RefundPaymentInput(**item) for item in plain],
         lambda plain: [_renamed("amount", "amount_refunded")(item) for item in plain],
         _check_refunded,
+    ),
+    Case(
+        ps.release_expired_authorizations_step,
+        ReleaseExpiredAuthorizationsInput,
+        _stale_payment,
+        _flat(ReleaseExpiredAuthorizationsInput),
+        _renamed("authorized_before", "before"),
+        lambda shop, plain, out: _expect(
+            len(out) == 1 and shop.module.retrieve_payment(out[0]).canceled_at is not None
+        ),
     ),
     Case(
         ps.process_webhook_step,

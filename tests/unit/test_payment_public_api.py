@@ -23,7 +23,7 @@ EXPECTED = {
     "ProviderOutput", "ProviderStatus", "Refund", "RefundExceedsCaptured", "RefundReason",
     "SessionStatus", "SupportsAccountHolders", "SystemProvider", "TestProvider", "Webhook",
     "WebhookAction", "WebhookSignatureError", "currency_digits", "make_payment_module",
-    "normalize_currency", "register", "to_amount",
+    "normalize_currency", "register", "release_expired_authorizations_schedule", "to_amount",
 }  # fmt: skip
 
 
