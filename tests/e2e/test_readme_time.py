@@ -43,15 +43,17 @@ def printed(database_url: str, capsys: pytest.CaptureFixture[str]) -> Iterator[l
             exec(compile(block.replace(README_URL, database_url), str(README), "exec"), namespace)
         yield capsys.readouterr().out.splitlines()
     finally:
-        engine = namespace.get("engine")
-        if engine is not None:
-            engine.close()
+        for name in ("payments", "engine", "module"):
+            opened = namespace.get(name)
+            if opened is not None:
+                opened.close()
 
 
 def test_the_section_has_a_block_per_feature_and_names_the_database() -> None:
-    """Deadlines, sleep, delayed runs and schedules each have a block; the first opens the db."""
+    """Deadlines, sleep, delayed runs, schedules and payments each have a block; the first
+    opens the database."""
     blocks = section_blocks()
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     assert README_URL in blocks[0]
 
 
