@@ -2,8 +2,10 @@
 
 `make_console_db(url)` runs the demo once (a done accept-payment run, a capture and a refund),
 then parks a second accept-payment run at its 3-D Secure step (waiting), fails a third one's
-signal (compensated: errors and compensations), and runs a tiny workflow whose step output holds
-hostile HTML. `ConsoleWorld.engine()` is an engine with the demo's workflows, for `--app`.
+signal (compensated: errors and compensations), parks a sign-off under a deadline, retries a
+flaky step twice, puts a sleeping run and a delayed one beside them, and runs a tiny workflow
+whose step output holds hostile HTML. `ConsoleWorld.engine()` is an engine with the demo's
+workflows, for `--app`.
 
 `save_run_screenshot(...)` is the one code path that drives headless Chromium: the browser test
 calls it with a tmp path, `python tests/ui/console_support.py docs/console-run.png` writes the
@@ -20,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,14 @@ for _path in (ROOT, ROOT / "examples"):
 from accept_payment import Demo, _walk_through, accept_payment_workflow  # noqa: E402
 
 import flowkit  # noqa: E402
-from flowkit import Engine, StepContext, WorkflowResponse, step, workflow  # noqa: E402
+from flowkit import (  # noqa: E402
+    Engine,
+    RetryPolicy,
+    StepContext,
+    WorkflowResponse,
+    step,
+    workflow,
+)
 from flowkit.sqlalchemy import SqlStore  # noqa: E402
 from flowkit.ui import create_app  # noqa: E402
 from payment.testing import get_test_provider  # noqa: E402
@@ -57,16 +67,47 @@ def echo_workflow(text: flowkit.Ref[str]) -> WorkflowResponse[dict[str, str]]:
     return WorkflowResponse(echo_step(text))
 
 
-@step("sign-off", async_completion=True)
+SIGN_OFF_WAIT = 900.0
+"""The deadline of the sign-off wait, in seconds."""
+RETRY = RetryPolicy(max_retries=2)
+"""The flaky step's policy: three attempts, no wait between them."""
+
+
+@step("sign-off", async_completion=True, timeout=SIGN_OFF_WAIT)
 def sign_off(text: str, ctx: StepContext) -> str:
-    """Park until someone signs off."""
+    """Park until someone signs off (for at most `SIGN_OFF_WAIT` seconds)."""
     return f"asked: {text}"
+
+
+@step("flaky-pack", retry=RETRY)
+def flaky_pack(text: str, ctx: StepContext) -> str:
+    """Fail the first two attempts, then pack."""
+    if ctx.attempt < 3:
+        raise RuntimeError(f"attempt {ctx.attempt} tore the box")
+    return f"packed: {text}"
+
+
+@workflow("flaky")
+def flaky_workflow(text: flowkit.Ref[str]) -> WorkflowResponse[str]:
+    """One step that succeeds on its third attempt."""
+    return WorkflowResponse(flaky_pack(text))
+
+
+@workflow("nap")
+def nap_workflow(text: flowkit.Ref[str]) -> WorkflowResponse[dict[str, str]]:
+    """Sleep an hour, then echo."""
+    flowkit.sleep(timedelta(hours=1), name="nap")
+    return WorkflowResponse(echo_step(text))
 
 
 @workflow("sign-off", timeout=3600)
 def sign_off_workflow(text: flowkit.Ref[str]) -> WorkflowResponse[str]:
     """One waiting step, under a deadline of an hour."""
     return WorkflowResponse(sign_off(text))
+
+
+CONSOLE_WORKFLOWS = (echo_workflow, sign_off_workflow, flaky_workflow, nap_workflow)
+"""The console tests' own workflows, beside the demo's."""
 
 
 @frozen
@@ -80,12 +121,15 @@ class ConsoleWorld:
     reverted: str
     hostile: str
     deadline: str
+    retried: str
+    sleeping: str
+    delayed: str
 
     def engine(self) -> Engine:
         """An engine with the demo's workflows (and the echo one) on the database."""
         engine = Engine(
             SqlStore(self.url),
-            [*self.demo.workflows, echo_workflow, sign_off_workflow],
+            [*self.demo.workflows, *CONSOLE_WORKFLOWS],
             container=self.demo.registry,
         )
         return engine
@@ -119,18 +163,25 @@ def make_console_db(url: str) -> ConsoleWorld:
     demo = Demo(url, quiet)
     _walk_through(demo, quiet)
     done = next(r.transaction_id for r in _engine(demo).list(workflow="accept-payment"))
-    engine = Engine(
-        SqlStore(url), [*demo.workflows, echo_workflow, sign_off_workflow], container=demo.registry
-    )
+    engine = Engine(SqlStore(url), [*demo.workflows, *CONSOLE_WORKFLOWS], container=demo.registry)
     with engine:
         waiting = _park(demo, engine, "cart_waiting")
         reverted = _park(demo, engine, "cart_declined")
         engine.set_step_failure(reverted, WAITING_STEP, "the customer failed 3-D Secure")
         deadline = "sign-off-1"
         engine.run(sign_off_workflow, "the refund", transaction_id=deadline)
+        delayed = engine.enqueue(
+            echo_workflow, "later", transaction_id="echo-delayed", delay=timedelta(hours=2)
+        )
+        retried = "flaky-1"
+        engine.run(flaky_workflow, "the parcel", transaction_id=retried)
+        sleeping = "nap-1"
+        engine.run(nap_workflow, "good morning", transaction_id=sleeping)
         hostile = "echo-hostile"
         engine.run(echo_workflow, HOSTILE, transaction_id=hostile)
-    return ConsoleWorld(url, demo, done, waiting, reverted, hostile, deadline)
+    return ConsoleWorld(
+        url, demo, done, waiting, reverted, hostile, deadline, retried, sleeping, delayed
+    )
 
 
 def _engine(demo: Demo) -> Engine:

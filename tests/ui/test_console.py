@@ -6,6 +6,7 @@ import json
 import re
 import warnings
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -257,3 +258,70 @@ def test_ui_command_without_the_extra_says_what_to_install(
     assert shown.exit_code == 1
     assert "pip install 'flowkit[ui]'" in shown.output
     assert "starlette" in shown.output
+
+
+def _bars(html: str) -> list[tuple[str, str]]:
+    """The timeline's bars as (classes, the lane's name) in page order."""
+    lanes = re.findall(
+        r'<div class="name" title="[^"]*">([^<]*)</div>\s*<div class="track">\s*'
+        r'<div class="bar ([^"]+)"',
+        html,
+    )
+    return [(classes, name) for name, classes in lanes]
+
+
+def test_retried_step_draws_each_attempt_as_its_own_bar(world: ConsoleWorld) -> None:
+    """A step that succeeded on its third attempt is three bars, attempts 1-3, the first two
+    failed, all marked as estimated (the store keeps one row for the three)."""
+    engine = world.engine()
+    with engine, TestClient(create_app(engine, engine=engine)) as test_client:
+        page = test_client.get(f"/runs/{world.retried}").text
+    bars = [(c, n) for c, n in _bars(page) if "flaky-pack" in n]
+    assert [n for _, n in bars] == [f"flaky-pack (attempt {k}) ≈" for k in (1, 2, 3)]
+    assert [c.split()[1] for c, _ in bars] == ["state-failed", "state-failed", "state-done"]
+    assert all("approximate" in c for c, _ in bars)
+    assert "times estimated" in page
+
+
+def test_waits_show_their_deadline_and_runs_their_wake_up_and_start(world: ConsoleWorld) -> None:
+    """A waiting step's deadline is drawn in its lane and listed; a sleeping run shows when it
+    wakes, a delayed one when it starts, at the times their records carry."""
+    engine = world.engine()
+    with engine, TestClient(create_app(engine, engine=engine)) as test_client:
+        signing = test_client.get(f"/runs/{world.deadline}").text
+        napping = test_client.get(f"/runs/{world.sleeping}").text
+        later = test_client.get(f"/runs/{world.delayed}").text
+        records = {tx: engine.get(tx) for tx in (world.deadline, world.sleeping, world.delayed)}
+    due = records[world.deadline].steps["sign-off"].due_at  # type: ignore[union-attr]
+    assert due is not None
+    shown = due.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert re.search(rf'<div class="due[^"]*"[^>]*><span>deadline {shown}', signing)
+    assert f'<td class="due-at">{shown}</td>' in signing
+    wake = records[world.sleeping].wake_at  # type: ignore[union-attr]
+    assert wake is not None
+    woken = wake.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert f'<time class="wake-at">{woken}</time>' in napping
+    assert f"<span>wakes {woken}" in napping  # the sleep's own lane, and the run's marker
+    start = records[world.delayed].start_at  # type: ignore[union-attr]
+    assert start is not None
+    starts = start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert f'<time class="start-at">{starts}</time>' in later
+    assert f"<span>starts {starts} →</span>" in later  # after the drawn span: at its edge
+
+
+def test_run_json_has_wake_start_and_due_times_like_the_cli(
+    client: TestClient, world: ConsoleWorld
+) -> None:
+    """`/api/runs/{id}` carries `wake_at`, `start_at` and each step's `due_at`, as
+    `flowkit runs show --json` prints them."""
+    runner = CliRunner()
+    for tx in (world.deadline, world.sleeping, world.delayed):
+        shown = runner.invoke(cli, ["runs", "show", tx, "--json", "--database-url", world.url])
+        assert client.get(f"/api/runs/{tx}").json() == json.loads(shown.output)
+    napping = client.get(f"/api/runs/{world.sleeping}").json()
+    assert napping["wake_at"] is not None
+    assert napping["wake_at"] == next(s["due_at"] for s in napping["steps"] if s["step"] == "nap")
+    assert client.get(f"/api/runs/{world.delayed}").json()["start_at"] is not None
+    signing = client.get(f"/api/runs/{world.deadline}").json()
+    assert signing["steps"][0]["due_at"] is not None
+    assert client.get(f"/api/runs/{world.done}").json()["wake_at"] is None
