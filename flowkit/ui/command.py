@@ -8,6 +8,8 @@ import click
 import uvicorn
 
 from flowkit.cli import DEFAULT_DATABASE_URL, load_engine, open_read_engine
+from flowkit.cli._options import key_file_option  # the same option as `runs show --key-file`
+from flowkit.encryption import Encryption
 from flowkit.ui.app import create_app
 
 __all__ = ["ui"]
@@ -34,10 +36,19 @@ __all__ = ["ui"]
     envvar="FLOWKIT_UI_TOKEN",
     help="A secret every request must present (Bearer header, cookie, or ?token= once).",
 )
-def ui(database_url: str, host: str, port: int, app: str | None, token: str | None) -> None:
-    """Serve the run console in the browser."""
+@key_file_option
+def ui(
+    database_url: str,
+    host: str,
+    port: int,
+    app: str | None,
+    token: str | None,
+    encryption: Encryption | None,
+) -> None:
+    """Serve the run console in the browser (encrypted values need --key-file, or --app's
+    engine with its keys)."""
     with ExitStack() as stack:
-        reader = stack.enter_context(open_read_engine(database_url))
+        reader = stack.enter_context(open_read_engine(database_url, encryption))
         engine = stack.enter_context(load_engine(app)) if app is not None else None
         console = create_app(reader, engine=engine, token=token or None)
         shown = f"http://{host}:{port}/" + (f"?token={token}" if token else "")

@@ -191,7 +191,7 @@ def test_ui_command_is_a_plugin_of_the_cli() -> None:
     """`flowkit ui` is found through its entry point and lists its options."""
     shown = CliRunner().invoke(cli, ["ui", "--help"])
     assert shown.exit_code == 0, shown.output
-    for option in ("--database-url", "--host", "--port", "--app", "--token"):
+    for option in ("--database-url", "--host", "--port", "--app", "--token", "--key-file"):
         assert option in shown.output
     assert "ui" in CliRunner().invoke(cli, ["--help"]).output
 
