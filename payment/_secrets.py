@@ -41,14 +41,23 @@ def secret_fields(providers: Iterable[PaymentProvider]) -> frozenset[str]:
 
 
 def _strip(value: Any, names: frozenset[str]) -> Any:
+    """`value` without `names` in any of its mappings: the same object when none held one."""
     if isinstance(value, Mapping):
-        if not any(k in names for k in value) and not any(
-            isinstance(v, Mapping | tuple | list) for v in value.values()
-        ):
-            return value
-        return FrozenJson({k: _strip(v, names) for k, v in value.items() if k not in names})
+        kept: dict[str, Any] = {}
+        changed = False
+        for key, item in value.items():
+            if key in names:
+                changed = True
+                continue
+            stripped = _strip(item, names) if isinstance(item, Mapping | tuple | list) else item
+            changed = changed or stripped is not item
+            kept[key] = stripped
+        return FrozenJson(kept) if changed else value
     if isinstance(value, tuple | list):
-        return tuple(_strip(v, names) for v in value)
+        items = tuple(_strip(v, names) for v in value)
+        if isinstance(value, tuple) and all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items
     return value
 
 
@@ -60,12 +69,15 @@ def without_secrets(value: T, names: frozenset[str]) -> T:
         names: The keys to remove (see `secret_fields`).
 
     Returns:
-        A copy without them (the value itself when it held none).
+        A copy without them (the value itself, not a copy, when it held none).
     """
     if isinstance(value, list):
         return [without_secrets(v, names) for v in value]  # type: ignore[return-value]
     if isinstance(value, tuple):
-        return tuple(without_secrets(v, names) for v in value)  # type: ignore[return-value]
+        items = tuple(without_secrets(v, names) for v in value)
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items  # type: ignore[return-value]
     if not attrs.has(type(value)):
         return value
     changes: dict[str, Any] = {}
@@ -78,6 +90,6 @@ def without_secrets(value: T, names: frozenset[str]) -> T:
             stripped = without_secrets(item, names)
         else:
             continue
-        if stripped != item:
+        if stripped is not item:  # both walks give the value itself back when nothing went
             changes[field.alias or field.name] = stripped
     return attrs.evolve(value, **changes) if changes else value  # type: ignore[misc]
