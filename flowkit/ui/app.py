@@ -3,7 +3,8 @@
 Pages are rendered by Jinja2 with autoescaping on (every value shown is user data); reads go
 through the engine's reading API and the store, never through SQL of the console's own. The
 actions (signal, cancel, recover) exist only when an engine with the workflows is given
-(`--app`), each a POST carrying a CSRF token.
+(`--app`), each a POST carrying a CSRF token. `/static/` serves the console's own scripts: the
+vendored mermaid.js (see `static/mermaid/NOTICE.md`) and the few lines that draw the graph.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from flowkit.cli.reading import dumps, jsonable, run_json
 from flowkit.engine import Engine
@@ -30,6 +33,7 @@ from flowkit.ui.views import BadFilter, RunFilter, run_detail, runs_page, versio
 __all__ = ["create_app"]
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
+_STATIC = Path(__file__).resolve().parent / "static"
 _SIGNAL_FAILURE = "failed from the flowkit console"
 
 
@@ -160,6 +164,17 @@ def _json(data: Any, status: int = 200) -> Response:
     return security_headers(JSONResponse(data, status))
 
 
+class _Static(StaticFiles):
+    """The console's scripts, with its security headers (and cached for an hour: mermaid.js
+    is large and changes only with flowkit)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        """The file, or a 404, with the headers."""
+        response = await super().get_response(path, scope)
+        response.headers.setdefault("cache-control", "private, max-age=3600")
+        return security_headers(response)
+
+
 def create_app(
     reader: Engine,
     *,
@@ -191,6 +206,7 @@ def create_app(
         Route("/recover", console.act, methods=["POST"]),
         Route("/api/runs", console.api_runs),
         Route("/api/runs/{transaction_id:path}", console.api_run),
+        Mount("/static", _Static(directory=_STATIC), name="static"),
     ]
     middleware = [Middleware(TokenGuard, token=token)] if token is not None else []
     app = Starlette(routes=routes, middleware=middleware)

@@ -23,10 +23,11 @@ __all__ = ["CSRF_COOKIE", "TOKEN_COOKIE", "Csrf", "TokenGuard", "security_header
 TOKEN_COOKIE = "flowkit_token"
 CSRF_COOKIE = "flowkit_csrf"
 _HEADERS = {
-    # no script at all; inline styles place the timeline's bars
+    # scripts only from the console itself (the vendored mermaid.js and graph.js), no inline
+    # script; inline styles place the timeline's bars and style mermaid's SVG
     "content-security-policy": (
-        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",

@@ -9,7 +9,7 @@ workflows, for `--app`.
 
 `save_run_screenshot(...)` is the one code path that drives headless Chromium: the browser test
 calls it with a tmp path, `python tests/ui/console_support.py docs/console-run.png` writes the
-README's picture with it.
+README's picture with it (the whole run page, its graph drawn by the vendored mermaid.js).
 """
 
 from __future__ import annotations
@@ -229,31 +229,58 @@ def chromium_driver() -> Any:
     return webdriver.Chrome(options=options, service=Service(driver))
 
 
-def save_run_screenshot(url: str, target: Path, pick: str = "done") -> list[float]:
-    """Make the demo's database at `url`, serve the console on it with uvicorn, open the page
-    of one run (`pick`: a `ConsoleWorld` field, the done accept-payment run by default) in
-    headless Chromium and save a PNG at `target`.
+@frozen
+class Drawn:
+    """What headless Chromium drew on a run page.
+
+    Attributes:
+        widths: The timeline bars' widths, in CSS pixels.
+        graph: How the graph ended: `svg` (mermaid.js drew it), `error`, or `` (no script ran).
+        nodes: The text of each node mermaid drew.
+    """
+
+    widths: list[float]
+    graph: str
+    nodes: list[str]
+
+
+def save_run_screenshot(url: str, target: Path, pick: str = "done") -> Drawn:
+    """Make the demo's database at `url`, serve the console on it with uvicorn (with the demo's
+    engine, as `--app` gives it, so the workflow's graph is drawn), open the page of one run
+    (`pick`: a `ConsoleWorld` field, the done accept-payment run by default) in headless
+    Chromium, let mermaid.js draw the graph, and save a PNG of the whole page at `target`.
 
     Returns:
-        The drawn widths (CSS pixels) of the timeline's bars.
+        What the browser drew.
     """
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     world = make_console_db(url)
     try:
-        with world.reader() as reader, serve(create_app(reader)) as base:
+        engine = world.engine()
+        with engine, serve(create_app(engine, engine=engine)) as base:
             driver = chromium_driver()
             try:
                 driver.get(f"{base}/runs/{getattr(world, pick)}")
+                graph = driver.find_element(By.ID, "graph")
+                WebDriverWait(driver, 60).until(lambda _: graph.get_attribute("data-rendered"))
                 bars = driver.find_elements(By.CSS_SELECTOR, ".timeline .bar")
-                widths = [float(bar.rect["width"]) for bar in bars]
+                nodes = driver.find_elements(By.CSS_SELECTOR, "#graph svg .node")
+                drawn = Drawn(
+                    [float(bar.rect["width"]) for bar in bars],
+                    graph.get_attribute("data-rendered") or "",
+                    [(node.get_attribute("textContent") or "").strip() for node in nodes],
+                )
+                height = driver.execute_script("return document.documentElement.scrollHeight")
+                driver.set_window_size(1280, int(height) + 40)  # the whole page in one picture
                 target.parent.mkdir(parents=True, exist_ok=True)
                 driver.save_screenshot(str(target))
             finally:
                 driver.quit()
     finally:
         world.close()
-    return widths
+    return drawn
 
 
 if __name__ == "__main__":  # python tests/ui/console_support.py docs/console-run.png
@@ -262,4 +289,4 @@ if __name__ == "__main__":  # python tests/ui/console_support.py docs/console-ru
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/console-run.png")
     with tempfile.TemporaryDirectory() as tmp:
         drawn = save_run_screenshot(f"sqlite:///{tmp}/console.db", out)
-    print(f"wrote {out} ({len(drawn)} bars)")
+    print(f"wrote {out} ({len(drawn.widths)} bars, graph: {drawn.graph})")

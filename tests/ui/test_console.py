@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
@@ -14,12 +15,15 @@ import pytest
 from click.testing import CliRunner
 from console_support import HOSTILE, WAITING_STEP, ConsoleWorld, make_console_db
 
+import flowkit.ui
 from flowkit.cli import cli
 from flowkit.ui import create_app
 
 with warnings.catch_warnings():  # starlette warns that its TestClient still uses httpx
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient
+
+STATIC = Path(flowkit.ui.__file__).resolve().parent / "static"
 
 
 @pytest.fixture(scope="module")
@@ -136,11 +140,20 @@ def test_json_twins_have_the_cli_shapes(client: TestClient, world: ConsoleWorld)
 
 
 def test_hostile_output_is_rendered_as_text(client: TestClient, world: ConsoleWorld) -> None:
-    """A step output holding `<script>` is escaped on the run page and in the list."""
+    """A step output holding `<script>` is escaped on the run page, with or without --app."""
     page = client.get(f"/runs/{world.hostile}").text
     assert HOSTILE not in page
     assert "&lt;script&gt;" in page
     assert "<script" not in page
+    engine = world.engine()  # with --app the page loads the graph's scripts, and only those
+    with engine, TestClient(create_app(engine, engine=engine)) as test_client:
+        drawn = test_client.get(f"/runs/{world.hostile}").text
+    assert HOSTILE not in drawn
+    assert "&lt;script&gt;" in drawn
+    assert re.findall(r"<script[^>]*>", drawn) == [
+        '<script src="/static/mermaid/mermaid.tiny.js">',
+        '<script src="/static/graph.js">',
+    ]
 
 
 def test_signal_button_moves_a_waiting_run_on(fresh: ConsoleWorld) -> None:
@@ -197,17 +210,48 @@ def test_ui_command_is_a_plugin_of_the_cli() -> None:
 
 
 def test_deadline_is_drawn_and_graph_shown_with_app(world: ConsoleWorld) -> None:
-    """A run under a workflow timeout shows its deadline marker; --app adds the Mermaid text."""
+    """A run under a workflow timeout shows its deadline marker; --app adds the graph: a place
+    for the diagram, the Mermaid text in a <details>, and the local scripts that draw it."""
     with world.reader() as reader, TestClient(create_app(reader)) as test_client:
         page = test_client.get(f"/runs/{world.deadline}").text
         assert 'class="marker"' in page
         assert "deadline " in page
         assert "start the console with <code>--app</code>" in page
+        assert "<script" not in page  # nothing to draw without the workflow
     engine = world.engine()
     with engine, TestClient(create_app(engine, engine=engine)) as test_client:
         page = test_client.get(f"/runs/{world.deadline}").text
-        assert '<pre class="mermaid">' in page
-        assert "sign-off" in page.split('<pre class="mermaid">')[1]
+    assert '<div id="graph"' in page
+    source = page.split('<pre class="mermaid-source" id="graph-source">')[1].split("</pre>")[0]
+    assert source.startswith("flowchart TD")
+    assert "sign-off" in source
+    assert "<details" in page.split('id="graph"')[1]
+    scripts = re.findall(r"<script([^>]*)>", page)
+    assert scripts == [
+        ' src="/static/mermaid/mermaid.tiny.js"',
+        ' src="/static/graph.js"',
+    ]  # no inline script: the CSP allows only the console's own files
+
+
+def test_the_vendored_mermaid_is_served_as_its_notice_says(client: TestClient) -> None:
+    """`/static/` serves mermaid.tiny.js (the bytes the NOTICE's sha256 names) and graph.js as
+    JavaScript with the security headers, and nothing outside its folder; pages allow scripts
+    from the console only."""
+    notice = (STATIC / "mermaid" / "NOTICE.md").read_text()
+    mermaid = client.get("/static/mermaid/mermaid.tiny.js")
+    assert mermaid.status_code == 200
+    assert "javascript" in mermaid.headers["content-type"]
+    assert hashlib.sha256(mermaid.content).hexdigest() in notice
+    assert mermaid.headers["x-content-type-options"] == "nosniff"
+    assert (STATIC / "mermaid" / "LICENSE").read_text().startswith("The MIT License")
+    graph = client.get("/static/graph.js")
+    assert graph.status_code == 200
+    assert "securityLevel" in graph.text
+    assert client.get("/static/../templates/base.html").status_code == 404
+    assert client.get("/static/%2e%2e/app.py").status_code == 404
+    policy = client.get("/").headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
 
 
 def test_read_only_console_has_no_actions(client: TestClient, world: ConsoleWorld) -> None:

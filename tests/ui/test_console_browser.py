@@ -20,11 +20,16 @@ def _need_chromium() -> None:
     pytest.skip(reason)
 
 
-def test_run_page_timeline_is_drawn_in_chromium(tmp_path: Path) -> None:
-    """Served by uvicorn, the done demo run's page draws every timeline bar wider than zero."""
+def test_run_page_timeline_and_graph_are_drawn_in_chromium(tmp_path: Path) -> None:
+    """Served by uvicorn, the done demo run's page draws every timeline bar wider than zero,
+    and the vendored mermaid.js draws the workflow's graph as an SVG holding its steps."""
     _need_chromium()
     shot = tmp_path / "console-run.png"
-    widths = save_run_screenshot(f"sqlite:///{tmp_path}/console.db", shot)
-    assert len(widths) >= 8
-    assert all(width > 0 for width in widths), widths
+    drawn = save_run_screenshot(f"sqlite:///{tmp_path}/console.db", shot)
+    assert len(drawn.widths) >= 8
+    assert all(width > 0 for width in drawn.widths), drawn.widths
+    assert drawn.graph == "svg"
+    assert "validate-cart" in drawn.nodes
+    assert any(node.startswith("await-payment-action") for node in drawn.nodes), drawn.nodes
+    assert len(drawn.nodes) >= 10  # start, end, two nested workflows and their steps
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
