@@ -30,7 +30,8 @@ class Event:
     Attributes:
         name: `run_started`, `step_started`, `step_succeeded`, `step_retrying`, `step_failed`,
             `step_skipped`, `step_waiting`, `compensation_started`, `step_compensated`,
-            `compensation_failed` or `run_finished`.
+            `compensation_failed`, `run_finished`, `run_parked` (a drive ended waiting),
+            or the time events `step_expired`, `run_woken` and `schedule_fired`.
         workflow: The workflow's name.
         transaction_id: The run's transaction id.
         step: The step's name (None for run events).

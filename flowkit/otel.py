@@ -235,6 +235,12 @@ class Instrumentation:
             self._schedule_fired(event)
             return
         tx = event.transaction_id
+        if event.name == "run_parked":  # a drive that parked with no new step waiting
+            with self._lock:
+                parked_run = self._runs.get(tx)
+                if parked_run is not None:
+                    self._finish(event, parked_run, "waiting")
+            return
         open_run = self._runs.get(tx)
         parent = self._parent(tx) if open_run is None else None
         parked = self._parked(event) if _may_end_wait(event, open_run) else None

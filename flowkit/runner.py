@@ -74,14 +74,19 @@ async def _finish_child(run: Run, node: PlanNode, child: Run) -> int:
 async def _stage_group(run: Run, nodes: tuple[PlanNode, ...]) -> int:
     """Run parallel siblings: threads for sync ones, tasks for async ones; wait for all.
 
-    Siblings a recovered run had already finished are not run again.
+    Siblings a recovered run had already finished are not run again; a sibling step still
+    waiting for its signal keeps the stage parked (a nested workflow waiting inside is
+    driven on, as it may have been signalled).
     """
-    nodes = tuple(n for n in nodes if run.states[n.index] is None)
+    states = run.states
+    waiting = any(states[n.index] is _WAITING and n.child is None for n in nodes)
+    nodes = tuple(n for n in nodes if _to_run(states[n.index], n))
     if len(nodes) == 1:
         node = nodes[0]
-        return invoke_sync(run, node) if node.fast else await invoke_node(run, node)
+        code = invoke_sync(run, node) if node.fast else await invoke_node(run, node)
+        return PARK if code == OK and waiting else code
     if not nodes:
-        return OK
+        return PARK if waiting else OK
     if ON_LOOP.get():
         codes = await _group_on_loop(run, nodes)
     else:
@@ -90,7 +95,12 @@ async def _stage_group(run: Run, nodes: tuple[PlanNode, ...]) -> int:
         return FAIL
     if STOP in codes:
         return STOP
-    return PARK if PARK in codes else OK
+    return PARK if PARK in codes or waiting else OK
+
+
+def _to_run(state: StepState | None, node: PlanNode) -> bool:
+    """A sibling the stage runs: not started yet, or a nested workflow that was waiting."""
+    return state is None or (state is _WAITING and node.child is not None)
 
 
 def _group_in_threads(run: Run, nodes: tuple[PlanNode, ...]) -> list[int]:
@@ -231,6 +241,8 @@ def _park(run: Run) -> RunResult[Any]:
     run.status = TransactionState.WAITING
     if run.journal is not None:
         run.journal.finished(run)
+    if run.emitter is not None and run.parent is None:
+        run.emitter.emit("run_parked", events.DEBUG, status=run.status.value)
     run.close_scope(None)
     return run.to_result()
 

@@ -203,11 +203,6 @@ def test_tick_wake_up_ends_a_sleep(
     assert _parent_of(booked) == woke.context.span_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: signalling one of two parallel waits finishes the run as done while the "
-    "other step still waits (flowkit.runner/rebuild); remove this mark once it parks again",
-)
 def test_a_signal_that_parks_the_run_again_still_gets_its_segment(
     tmp_path: Path, exporter: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:

@@ -1,0 +1,96 @@
+"""Parallel waiting steps: signalling one parks the run again until every sibling is signalled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowkit import (
+    Engine,
+    MemoryStore,
+    StepContext,
+    StepResponse,
+    TransactionState,
+    WorkflowResponse,
+    parallelize,
+    step,
+    workflow,
+)
+from flowkit.sqlalchemy import SqlStore
+from flowkit.store import Store
+from flowkit.testing import ManualClock
+
+UNDONE: list[str] = []
+
+
+@step("wait-a", async_completion=True)
+def wait_a(value: Any, ctx: StepContext) -> StepResponse[str, str]:
+    """One of two waits started together."""
+    return StepResponse("asked a", compensate_input="undo a")
+
+
+@step("wait-b", async_completion=True, timeout=60)
+def wait_b(value: Any, ctx: StepContext) -> StepResponse[str, str]:
+    """The other, with a deadline."""
+    return StepResponse("asked b", compensate_input="undo b")
+
+
+@wait_a.compensate
+@wait_b.compensate
+def _undo(token: str, ctx: StepContext) -> None:
+    UNDONE.append(token)
+
+
+@workflow("two-waits")
+def two_waits(value: Any) -> WorkflowResponse[dict[str, Any]]:
+    """Two waits in parallel; the result holds both answers."""
+    a, b = parallelize(wait_a(value), wait_b(value))
+    return WorkflowResponse({"a": a, "b": b})
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A durable store: memory, a SQLite file or a PostgreSQL database."""
+    UNDONE.clear()
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    url = (
+        f"sqlite:///{tmp_path / 'w.db'}"
+        if request.param == "sqlite"
+        else str(request.getfixturevalue("postgres_url"))
+    )
+    sql = SqlStore(url)
+    sql.create_all()
+    yield sql
+    sql.close()
+
+
+def test_signalling_one_sibling_parks_the_run_again(store: Store) -> None:
+    """After the first signal the run waits for the other; after both it is done."""
+    with Engine(store, [two_waits]) as engine:
+        engine.run(two_waits, 1, transaction_id="t")
+        half = engine.set_step_success("t", "wait-a", "A")
+        assert half.status is TransactionState.WAITING
+        assert half.waiting == {"wait-b": "asked b"}
+        done = engine.set_step_success("t", "wait-b", "B")
+        assert done.status is TransactionState.DONE
+        assert done.result == {"a": "A", "b": "B"}
+
+
+def test_a_sibling_deadline_compensates_both_waits(store: Store) -> None:
+    """One wait signalled, the other past its deadline: tick times it out, both are undone."""
+    clock = ManualClock(datetime(2026, 3, 1, tzinfo=UTC))
+    with Engine(store, [two_waits], clock=clock) as engine:
+        engine.run(two_waits, 1, transaction_id="t")
+        engine.set_step_success("t", "wait-a", "A")
+        clock.advance(61)
+        assert engine.tick().expired == ["t"]
+        record = engine.get("t")
+        assert record is not None
+        assert record.status is TransactionState.REVERTED
+    assert sorted(UNDONE) == ["undo a", "undo b"]
