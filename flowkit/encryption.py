@@ -20,9 +20,8 @@ import binascii
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from flowkit.exceptions import DefinitionError, EncryptionKeyMissing
 
@@ -33,6 +32,13 @@ PREFIX = "fk1:"
 
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NONCE = 12
+# base64url is standard base64 with "-_" for "+/": binascii and bytes.translate do it directly,
+# without the two Python calls of base64.urlsafe_b64encode/-decode on every value
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+_Crypt = Callable[[bytes, bytes, bytes], bytes]
+"""`AESGCM.encrypt` or `.decrypt`, bound to a key: (nonce, data, associated data) -> bytes."""
 
 
 def is_sealed(text: str | None) -> bool:
@@ -81,7 +87,7 @@ class Encryption:
             ) from None
         if not keys:
             raise DefinitionError("Encryption needs at least one key")
-        self._ciphers: dict[str, Any] = {}
+        ciphers = {}
         for key_id, key in keys.items():
             if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
                 raise DefinitionError(
@@ -89,20 +95,26 @@ class Encryption:
                 )
             if not isinstance(key, bytes) or len(key) not in (16, 24, 32):
                 raise DefinitionError(f"key {key_id!r} must be 16, 24 or 32 bytes")
-            self._ciphers[key_id] = AESGCM(key)
-        if primary not in self._ciphers:
+            ciphers[key_id] = AESGCM(key)
+        if primary not in ciphers:
             raise DefinitionError(f"primary key {primary!r} is not among the keys")
+        # made once, not per value: each key id's decrypt and the header bytes it authenticates
+        self._openers: dict[str, tuple[_Crypt, bytes]] = {
+            key_id: (cipher.decrypt, f"{PREFIX}{key_id}:".encode())
+            for key_id, cipher in ciphers.items()
+        }
         self.primary = primary
         self._header = f"{PREFIX}{primary}:"
-        self._primary = self._ciphers[primary]
+        self._aad = self._header.encode()
+        self._encrypt: _Crypt = ciphers[primary].encrypt
 
     @property
     def key_ids(self) -> frozenset[str]:
         """The ids of the keys held."""
-        return frozenset(self._ciphers)
+        return frozenset(self._openers)
 
     def __repr__(self) -> str:
-        return f"Encryption(keys={sorted(self._ciphers)}, primary={self.primary!r})"
+        return f"Encryption(keys={sorted(self._openers)}, primary={self.primary!r})"
 
     @staticmethod
     def new_key() -> bytes:
@@ -147,10 +159,10 @@ class Encryption:
         Returns:
             ``fk1:<key id>:`` and the base64url nonce and ciphertext.
         """
-        header = self._header
-        nonce = os.urandom(_NONCE)
-        sealed = self._primary.encrypt(nonce, text.encode(), header.encode())
-        return header + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        nonce = os.urandom(_NONCE)  # fresh for every blob: GCM must never repeat one per key
+        blob = nonce + self._encrypt(nonce, text.encode(), self._aad)
+        body = binascii.b2a_base64(blob, newline=False).translate(_TO_URLSAFE)
+        return self._header + body.decode("ascii")
 
     def open(self, text: str) -> str:
         """Decrypt a value `seal` made (text that is not sealed is returned as it is).
@@ -167,12 +179,13 @@ class Encryption:
         if not text.startswith(PREFIX):
             return text
         key_id, sep, body = text[len(PREFIX) :].partition(":")
-        cipher = self._ciphers.get(key_id)
-        if cipher is None or not sep:
-            raise EncryptionKeyMissing(key_id, f"this engine holds {sorted(self._ciphers)}")
+        opener = self._openers.get(key_id)
+        if opener is None or not sep:
+            raise EncryptionKeyMissing(key_id, f"this engine holds {sorted(self._openers)}")
+        decrypt, aad = opener
         try:
-            raw = base64.urlsafe_b64decode(body)
-            plain: bytes = cipher.decrypt(raw[:_NONCE], raw[_NONCE:], f"{PREFIX}{key_id}:".encode())
+            raw = binascii.a2b_base64(body.encode("ascii").translate(_FROM_URLSAFE))
+            plain = decrypt(raw[:_NONCE], raw[_NONCE:], aad)
         except Exception:  # InvalidTag, bad base64: another key under the same id, or damage
             raise EncryptionKeyMissing(
                 key_id, "the value does not decrypt with the key held under that id"

@@ -10,9 +10,10 @@ Anything else the wrapped store offers (`create_all`, a SQL engine...) is reache
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Any
 
-from attrs import evolve
+from attrs import evolve, fields
 
 from flowkit.clock import Clock
 from flowkit.encryption import Encryption
@@ -20,6 +21,14 @@ from flowkit.store import Checkpoint, NewRun, RunUpdate, Signal, Store, StoredRu
 from flowkit.syncscope import SyncScope
 
 __all__ = ["SealedStore"]
+
+# Every checkpoint passes a step row through here: it is rebuilt from its fields in order, the
+# three values sealed, rather than by `attrs.evolve` (which walks the class's fields per call).
+_STEP_FIELDS = [f.name for f in fields(StoredStep)]
+_step_fields = attrgetter(*_STEP_FIELDS)
+_OUTPUT = _STEP_FIELDS.index("output")
+_COMPENSATE_INPUT = _STEP_FIELDS.index("compensate_input")
+_ERROR = _STEP_FIELDS.index("error")
 
 
 class SealedStore:
@@ -63,14 +72,13 @@ class SealedStore:
         return [r for r in map(self._open_run, rows) if r is not None]
 
     def _seal_step(self, row: StoredStep) -> StoredStep:
+        values = list(_step_fields(row))
         output = self._seal(row.output)
-        same = row.compensate_input is row.output
-        return evolve(
-            row,
-            output=output,
-            compensate_input=output if same else self._seal(row.compensate_input),
-            error=self._seal(row.error),
-        )
+        values[_OUTPUT] = output
+        same = row.compensate_input is row.output  # a return value that is both: one blob
+        values[_COMPENSATE_INPUT] = output if same else self._seal(row.compensate_input)
+        values[_ERROR] = self._seal(row.error)
+        return StoredStep(*values)
 
     def _open_step(self, row: StoredStep) -> StoredStep:
         return evolve(
@@ -116,9 +124,9 @@ class SealedStore:
             checkpoint.take_signals,
         )
         self.inner.write(sealed, session)
-        checkpoint.taken.extend(
-            evolve(s, payload=self.encryption.open(s.payload)) for s in sealed.taken
-        )
+        if sealed.taken:
+            open_ = self.encryption.open
+            checkpoint.taken.extend(evolve(s, payload=open_(s.payload)) for s in sealed.taken)
 
     def claim(
         self, transaction_id: str, owner: str, lease_seconds: float, statuses: Iterable[str]
