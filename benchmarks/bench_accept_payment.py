@@ -23,7 +23,7 @@ checkpoints without their own fsync, the WAL synced before each run returns (two
 fsyncs a flow). Every row also gives the CPU a flow costs (`time.process_time`, the whole
 process), and the SQL statements and transactions a flow runs (counted on every SQLite
 connection: BEGIN and COMMIT are not statements; a statement outside BEGIN is a transaction
-of its own). Targets (issue 22), from one run with one thread: acknowledged >= 0.85 x the
+of its own; PostgreSQL rows show "-"). Targets (issue 22), from one run with one thread: acknowledged >= 0.85 x the
 no-durability row, FULL >= 0.55 x it; with 4 threads, the FULL and acknowledged rows not
 below their 1-thread figures.
 
@@ -151,6 +151,7 @@ class Shop:
         else:  # the ceiling: runs in memory, payment writes never fsynced (see `_unsynced`)
             self.store = MemoryStore()
         self.durable = durable
+        self.counted = url.startswith("sqlite")  # the statement counter reads SQLite's trace
         self.module = make_payment_module(url)
         self._file = file_key(url.removeprefix("sqlite:///")) if url.startswith("sqlite") else None
         self.carts = InMemoryCartService()
@@ -245,9 +246,8 @@ def measure(
             if count == threads[0]:
                 rows[label]["cpu_us_per_flow"] = cpu[label] / done[label] * 1e6
     for label, shop in shops.items():
-        statements, transactions = counted_flows(shop, 20)
-        rows[label]["statements_per_flow"] = statements
-        rows[label]["transactions_per_flow"] = transactions
+        counted = counted_flows(shop, 20) if shop.counted else (None, None)
+        rows[label]["statements_per_flow"], rows[label]["transactions_per_flow"] = counted
     return list(rows.values())
 
 
@@ -348,8 +348,9 @@ def main() -> int:
         print(
             f"{row['database']:<24}"
             + "".join(f"{row[f'threads_{n}']:>13.0f}" for n in args.threads)
-            + f"{row['cpu_us_per_flow']:>13.0f}{row['statements_per_flow']:>10.1f}"
-            + f"{row['transactions_per_flow']:>9.1f}"
+            + f"{row['cpu_us_per_flow']:>13.0f}"
+            + _count(row["statements_per_flow"], 10)
+            + _count(row["transactions_per_flow"], 9)
         )
     print(
         f"\nraw sqlite3 INSERT+COMMIT, WAL, synchronous=FULL: {raw_us:.0f} µs "
@@ -367,6 +368,10 @@ def main() -> int:
             )
     print_targets(by_name, args.threads)
     return 0
+
+
+def _count(value: float | None, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.1f}"
 
 
 def print_targets(by_name: dict[str, dict[str, Any]], threads: list[int]) -> None:
