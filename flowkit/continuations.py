@@ -98,10 +98,16 @@ def resume(rt: Runtime, stored: StoredRun, container: Container | None) -> Run:
         release = Checkpoint(stored.transaction_id, rt.owner, (), RunUpdate(release=True))
         rt.store.write(release)
         raise
-    if stored.status == TransactionState.QUEUED:  # run() of a queued id starts it here
+    if stored.status in _RESTING:
+        # a queued run started by run(), a waiting one continued by a signal or a tick: it is
+        # active from here on, so a crash on the way leaves it to recover(), not parked
         journal_of(run).note(RunUpdate(status=TransactionState.INVOKING))
-    _count_recovery(rt, run, stored)
+    else:  # a dead owner's run: each resume of the same in-flight step counts
+        _count_recovery(rt, run, stored)
     return run
+
+
+_RESTING = (TransactionState.QUEUED, TransactionState.WAITING)
 
 
 def _count_recovery(rt: Runtime, run: Run, stored: StoredRun) -> None:

@@ -45,6 +45,18 @@ def _undo(token: str, ctx: StepContext) -> None:
     UNDONE.append(token)
 
 
+@step("wait-c", async_completion=True)
+def wait_c(value: Any, ctx: StepContext) -> str:
+    """A third sibling."""
+    return "asked c"
+
+
+@workflow("three-waits")
+def three_waits(value: Any) -> WorkflowResponse[list[Any]]:
+    """Three waits in parallel, signalled in any order."""
+    return WorkflowResponse(list(parallelize(wait_a(value), wait_b(value), wait_c(value))))
+
+
 @workflow("two-waits")
 def two_waits(value: Any) -> WorkflowResponse[dict[str, Any]]:
     """Two waits in parallel; the result holds both answers."""
@@ -80,6 +92,20 @@ def test_signalling_one_sibling_parks_the_run_again(store: Store) -> None:
         done = engine.set_step_success("t", "wait-b", "B")
         assert done.status is TransactionState.DONE
         assert done.result == {"a": "A", "b": "B"}
+
+
+def test_three_siblings_signalled_last_first_finish_without_a_recovery_count(
+    store: Store,
+) -> None:
+    """Continuing a parked run is no crash recovery: signalling the siblings in reverse order
+    never counts the first one as a step that died in flight (no ProcessKilled)."""
+    with Engine(store, [three_waits]) as engine:
+        engine.run(three_waits, 1, transaction_id="t3")
+        assert engine.set_step_success("t3", "wait-c", "C").status is TransactionState.WAITING
+        assert engine.set_step_success("t3", "wait-b", "B").status is TransactionState.WAITING
+        done = engine.set_step_success("t3", "wait-a", "A")
+        assert done.status is TransactionState.DONE
+        assert done.result == ["A", "B", "C"]
 
 
 def test_a_sibling_deadline_compensates_both_waits(store: Store) -> None:
