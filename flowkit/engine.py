@@ -65,6 +65,7 @@ class Engine(RunQueries):
         DefinitionError: two workflows under one name, (with a durable store) a step
             without an explicit name, or two schedules under one name.
         UnknownWorkflow: a schedule of a workflow the engine does not hold.
+        UnknownQueue: a schedule whose queue the engine does not serve.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class Engine(RunQueries):
             self.register(wf)
         for schedule in schedules:
             self.runtime.add_schedule(schedule)
+            self._queue(schedule.queue)  # its runs must go to a queue this engine serves
 
     @property
     def store(self) -> Store:

@@ -469,7 +469,8 @@ def test_a_cron_schedule_fires_at_its_expression_in_utc(
 
 
 def test_schedule_definition_errors_are_typed(store_factory: Callable[[], Store]) -> None:
-    """Bad cron, both or neither of cron/every, non-positive intervals, unheld workflows."""
+    """Bad cron, both or neither of cron/every, non-positive intervals, unheld workflows and
+    queues."""
     with pytest.raises(InvalidTime, match="5 fields"):
         Schedule("s", nap, cron="* * *")
     with pytest.raises(InvalidTime, match="invalid cron"):
@@ -484,6 +485,8 @@ def test_schedule_definition_errors_are_typed(store_factory: Callable[[], Store]
         Schedule("a@b", nap, every=60)
     with pytest.raises(UnknownWorkflow, match="does not hold"):
         Engine(store_factory(), [hold_and_wait], schedules=[Schedule("s", "nap", every=60)])
+    with pytest.raises(flowkit.UnknownQueue, match="nightly"):
+        Engine(store_factory(), [nap], schedules=[Schedule("s", nap, every=60, queue="nightly")])
 
 
 # --- events and workers ------------------------------------------------------------------------
