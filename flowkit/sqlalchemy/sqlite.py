@@ -19,6 +19,7 @@ from flowkit.syncscope import deferred_sync
 __all__ = ["acknowledge", "database_key", "file_key", "sync_wal", "writer_lock"]
 
 _locks: dict[str, threading.RLock] = {}
+_syncers: dict[str, _WalSyncer] = {}
 _guard = threading.Lock()
 # what SQLite itself calls to sync a log on Linux: data and size, not the modification time
 _datasync = getattr(os, "fdatasync", os.fsync)
@@ -64,7 +65,54 @@ def sync_wal(database: str) -> None:
     A commit in WAL mode is in the log once it returns; `synchronous=FULL` adds an fsync of the
     log, which this does after the fact (for all commits before it at once). Without a log
     (no WAL file: nothing was written since the last checkpoint, which synced) it does nothing.
+
+    Threads of this process syncing one file at once share fsyncs: a caller waits for a sync
+    that began after it called (which covers its commits), and one sync serves every caller
+    that was waiting when it began.
     """
+    key = database_key(database)
+    with _guard:
+        syncer = _syncers.get(key)
+        if syncer is None:
+            syncer = _syncers[key] = _WalSyncer()
+    syncer.sync(database)
+
+
+class _WalSyncer:
+    """The fsyncs of one WAL file, shared by the threads that ask for one at once."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._started = 0  # syncs begun so far
+        self._done = 0  # the newest sync finished
+        self._running = False
+
+    def sync(self, database: str) -> None:
+        with self._cond:
+            needed = self._started + 1  # one that begins after this call
+            while self._done < needed:
+                if not self._running:
+                    self._running = True
+                    self._started += 1
+                    number = self._started
+                    break
+                self._cond.wait()
+            else:
+                return  # another thread's sync, begun after this call, covered it
+        try:
+            _fsync_log(database)
+        except BaseException:  # nobody is covered: a waiter starts the next sync itself
+            with self._cond:
+                self._running = False
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._running = False
+            self._done = max(self._done, number)
+            self._cond.notify_all()
+
+
+def _fsync_log(database: str) -> None:
     try:
         fd = os.open(database + "-wal", os.O_RDONLY)
     except FileNotFoundError:
