@@ -41,24 +41,31 @@ flowkit runs without `opentelemetry-api` installed (the `otel` extra installs it
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from attrs import define, field
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import Span, Status, StatusCode
 
 from flowkit.engine import Engine
 from flowkit.events import Event
-from flowkit.store import StoredStep
+from flowkit.otel.context import fresh_context, iso, ns, parent_context, run_parent, traceparent
+from flowkit.otel.records import (
+    FailedWait,
+    Parked,
+    RunSpans,
+    SignalInFlight,
+    may_end_wait,
+    record_error,
+    signalled_end,
+    start_of,
+    stored_wait,
+)
 
 __all__ = ["Instrumentation", "instrument", "parent_context", "run_parent", "traceparent"]
 
@@ -75,102 +82,6 @@ _STEP_END = {
 _COMPENSATION_END = {"step_compensated": "reverted", "compensation_failed": "compensation_failed"}
 _EXPIRED = {"flowkit.state": "timeout", "flowkit.wait.ended_by": "deadline"}
 _FAILED_RUN = ("failed", "reverted", "timeout", "compensation_failed")
-_PROPAGATOR = TraceContextTextMapPropagator()
-
-
-def run_parent(transaction_id: str) -> SpanContext:
-    """The remote parent of a run stored without a trace context: ids derived from its
-    transaction id, so every process derives the same.
-
-    Args:
-        transaction_id: The run's transaction id.
-
-    Returns:
-        A sampled, remote `SpanContext` (a non-zero trace id and span id).
-    """
-    digest = hashlib.sha256(f"flowkit.trace:{transaction_id}".encode()).digest()
-    trace_id = int.from_bytes(digest[:16], "big") or 1
-    span_id = int.from_bytes(digest[16:24], "big") or 1
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1))
-
-
-def traceparent(context: SpanContext) -> str:
-    """`context` as a W3C `traceparent` header value (what a run is stored with).
-
-    Args:
-        context: A valid span context.
-
-    Returns:
-        `00-<trace id>-<span id>-<flags>`.
-    """
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, trace.set_span_in_context(NonRecordingSpan(context)))
-    return carrier["traceparent"]
-
-
-def parent_context(stored: str | None, transaction_id: str) -> Context:
-    """The context a run's segment is parented on: its stored `traceparent`, or (none stored,
-    or not a valid one) the parent `run_parent` derives.
-
-    Args:
-        stored: The run's stored trace context (`RunRecord.trace_context`).
-        transaction_id: The run's transaction id.
-
-    Returns:
-        An OpenTelemetry `Context` holding the remote parent span.
-    """
-    if stored:
-        extracted = _PROPAGATOR.extract({"traceparent": stored})
-        if trace.get_current_span(extracted).get_span_context().is_valid:
-            return extracted
-    return trace.set_span_in_context(NonRecordingSpan(run_parent(transaction_id)))
-
-
-def _fresh_context() -> SpanContext:
-    trace_id = secrets.randbits(128) or 1
-    return SpanContext(trace_id, secrets.randbits(64) or 1, True, TraceFlags(TraceFlags.SAMPLED))
-
-
-def _ns(seconds: float) -> int:
-    return int(seconds * 1e9)
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
-
-
-@define
-class _Wait:
-    """A wait that ended in a failure: a signal's, or its deadline's (told by the next event)."""
-
-    span: Span
-    step: str
-    error: str
-    end: float
-
-
-@define
-class _Run:
-    span: Span
-    steps: dict[tuple[str, str], Span] = field(factory=dict)
-    failed_wait: _Wait | None = None
-
-
-@define
-class _Signal:
-    """A `set_step_success` in progress on the instrumented engine."""
-
-    step: str
-    at: float
-    segment: Span | None = None
-
-
-@define
-class _Parked:
-    """A step's stored wait: when it parked (engine clock) and its deadline, if any."""
-
-    at: float | None
-    due: float | None
 
 
 class Instrumentation:
@@ -195,9 +106,9 @@ class Instrumentation:
         self._step_duration = meter.create_histogram(
             "flowkit.step.duration", unit="s", description="Step attempts and compensations"
         )
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, RunSpans] = {}
         self._parents: OrderedDict[str, Context] = OrderedDict()
-        self._signals: dict[str, _Signal] = {}
+        self._signals: dict[str, SignalInFlight] = {}
         self._lock = threading.Lock()
         self._previous_provider = engine.runtime.trace_context
         engine.runtime.trace_context = self.trace_context
@@ -208,7 +119,7 @@ class Instrumentation:
     def trace_context(self) -> str | None:
         """The `traceparent` a new run is stored with: the current span's, else a fresh one."""
         current = trace.get_current_span().get_span_context()
-        return traceparent(current if current.is_valid else _fresh_context())
+        return traceparent(current if current.is_valid else fresh_context())
 
     def uninstrument(self) -> None:
         """Stop listening to the engine (spans still open are ended) and give back its
@@ -243,7 +154,7 @@ class Instrumentation:
             return
         open_run = self._runs.get(tx)
         parent = self._parent(tx) if open_run is None else None
-        parked = self._parked(event) if _may_end_wait(event, open_run) else None
+        parked = self._parked(event) if may_end_wait(event, open_run) else None
         with self._lock:
             run = self._run(event, parent)
             if run.failed_wait is not None and self._settle(event, run):
@@ -275,7 +186,7 @@ class Instrumentation:
                 self._parents.popitem(last=False)
         return context
 
-    def _run(self, event: Event, parent: Context | None) -> _Run:
+    def _run(self, event: Event, parent: Context | None) -> RunSpans:
         found = self._runs.get(event.transaction_id)
         if found is not None:
             return found
@@ -284,29 +195,29 @@ class Instrumentation:
             context=parent or parent_context(None, event.transaction_id),
             kind=trace.SpanKind.INTERNAL,
             attributes=self._attributes(event),
-            start_time=_ns(event.timestamp),
+            start_time=ns(event.timestamp),
         )
-        made = self._runs[event.transaction_id] = _Run(span)
+        made = self._runs[event.transaction_id] = RunSpans(span)
         signal = self._signals.get(event.transaction_id)
         if signal is not None and signal.segment is None:
             signal.segment = span
         return made
 
-    def _finish(self, event: Event, run: _Run, status: str | None = None) -> None:
+    def _finish(self, event: Event, run: RunSpans, status: str | None = None) -> None:
         status = status or str(event.data.get("status", "unknown"))
         self._settle(None, run)
         for span in run.steps.values():  # a step left open (a crash between events)
-            span.end(end_time=_ns(event.timestamp))
+            span.end(end_time=ns(event.timestamp))
         run.span.set_attribute("flowkit.state", status)
         if status in _FAILED_RUN:
             run.span.set_status(Status(StatusCode.ERROR, f"run {status}"))
-        run.span.end(end_time=_ns(event.timestamp))
+        run.span.end(end_time=ns(event.timestamp))
         del self._runs[event.transaction_id]
         self._runs_counter.add(1, {"flowkit.workflow": event.workflow, "flowkit.outcome": status})
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _step(self, event: Event, run: _Run, parked: _Parked | None) -> None:
+    def _step(self, event: Event, run: RunSpans, parked: Parked | None) -> None:
         step = event.step
         assert step is not None  # checked by `handle`
         if event.name == "step_started":
@@ -317,8 +228,8 @@ class Instrumentation:
             self._wait_failed(event, run, parked)
         elif event.name == "step_expired":  # its step_failed found no stored wait
             span = self._wait_span(event, run.span, None, "timeout", "deadline")
-            _record_error(span, "the wait's deadline passed")
-            span.end(end_time=_ns(event.timestamp))
+            record_error(span, "the wait's deadline passed")
+            span.end(end_time=ns(event.timestamp))
         elif event.name in _STEP_END:
             self._close(event, run, ("invoke", step), _STEP_END[event.name])
             if event.name == "step_waiting" and not run.steps:
@@ -327,17 +238,17 @@ class Instrumentation:
         elif event.name in _COMPENSATION_END:
             self._close(event, run, ("compensate", step), _COMPENSATION_END[event.name])
 
-    def _open(self, event: Event, run: _Run, key: tuple[str, str], name: str) -> Span:
+    def _open(self, event: Event, run: RunSpans, key: tuple[str, str], name: str) -> Span:
         span = self._tracer.start_span(
             name,
             context=trace.set_span_in_context(run.span),
             attributes=self._attributes(event),
-            start_time=_ns(event.timestamp),
+            start_time=ns(event.timestamp),
         )
         run.steps[key] = span
         return span
 
-    def _close(self, event: Event, run: _Run, key: tuple[str, str], state: str) -> None:
+    def _close(self, event: Event, run: RunSpans, key: tuple[str, str], state: str) -> None:
         span = run.steps.pop(key, None)
         if span is None:  # ended without a start here (a nested workflow's node)
             kind = "flowkit.step" if key[0] == "invoke" else "flowkit.compensate"
@@ -348,13 +259,13 @@ class Instrumentation:
         if error is None and event.name == "step_retrying":
             error = "the attempt failed; it is retried"  # the event carries no error
         if error is not None:
-            _record_error(span, str(error))
+            record_error(span, str(error))
         duration = event.data.get("duration")
         if isinstance(duration, int | float):
             seconds = float(duration)
         else:
-            seconds = max(event.timestamp - _start_of(span, event.timestamp), 0.0)
-        span.end(end_time=_ns(event.timestamp))
+            seconds = max(event.timestamp - start_of(span, event.timestamp), 0.0)
+        span.end(end_time=ns(event.timestamp))
         self._step_duration.record(
             seconds,
             {"flowkit.workflow": event.workflow, "flowkit.step": key[1], "flowkit.state": state},
@@ -378,17 +289,17 @@ class Instrumentation:
 
     # --- waits ------------------------------------------------------------------------------
 
-    def _parked(self, event: Event) -> _Parked | None:
+    def _parked(self, event: Event) -> Parked | None:
         """The stored wait of the event's step (None: the step never waited)."""
-        assert event.step is not None  # `_may_end_wait` checked
+        assert event.step is not None  # `may_end_wait` checked
         try:
             loaded = self.engine.runtime.store.load(event.transaction_id)
         except Exception:  # a tracing aid must not fail the run
             return None
-        return _stored_wait(loaded[1] if loaded is not None else (), event.step)
+        return stored_wait(loaded[1] if loaded is not None else (), event.step)
 
     def _wait_span(
-        self, event: Event, segment: Span, parked: _Parked | None, state: str, ended_by: str
+        self, event: Event, segment: Span, parked: Parked | None, state: str, ended_by: str
     ) -> Span:
         start = event.timestamp
         if parked is not None and parked.at is not None:
@@ -398,22 +309,24 @@ class Instrumentation:
         attributes.update({"flowkit.state": state, "flowkit.wait.ended_by": ended_by})
         due = parked.due if parked is not None else event.data.get("deadline")
         if isinstance(due, int | float):
-            attributes["flowkit.due_at"] = _iso(float(due))
+            attributes["flowkit.due_at"] = iso(float(due))
         assert event.step is not None  # waits are steps'
         return self._tracer.start_span(
             f"flowkit.wait {event.step}",
             context=trace.set_span_in_context(segment),
             attributes=attributes,
-            start_time=_ns(start),
+            start_time=ns(start),
         )
 
-    def _wait_failed(self, event: Event, run: _Run, parked: _Parked) -> None:
+    def _wait_failed(self, event: Event, run: RunSpans, parked: Parked) -> None:
         """A waiting step failed: by a failure signal, unless `step_expired` comes next."""
         span = self._wait_span(event, run.span, parked, "failed", "signal")
         assert event.step is not None  # a step's event
-        run.failed_wait = _Wait(span, event.step, str(event.data.get("error")), event.timestamp)
+        run.failed_wait = FailedWait(
+            span, event.step, str(event.data.get("error")), event.timestamp
+        )
 
-    def _settle(self, event: Event | None, run: _Run) -> bool:
+    def _settle(self, event: Event | None, run: RunSpans) -> bool:
         """End the run's failed wait; True when `event` was its `step_expired` (consumed)."""
         wait, run.failed_wait = run.failed_wait, None
         if wait is None:
@@ -421,19 +334,19 @@ class Instrumentation:
         expired = event is not None and event.name == "step_expired" and event.step == wait.step
         if expired:
             wait.span.set_attributes(_EXPIRED)
-        _record_error(wait.span, wait.error)
-        wait.span.end(end_time=_ns(wait.end))
+        record_error(wait.span, wait.error)
+        wait.span.end(end_time=ns(wait.end))
         return expired
 
-    def _woken(self, event: Event, run: _Run, parked: _Parked | None) -> None:
+    def _woken(self, event: Event, run: RunSpans, parked: Parked | None) -> None:
         span = self._wait_span(event, run.span, parked, "done", "wake")
-        span.end(end_time=_ns(event.timestamp))
+        span.end(end_time=ns(event.timestamp))
 
     # --- signals and schedules --------------------------------------------------------------
 
     def _wrap_success(self, signal: Callable[..., Any]) -> Callable[..., Any]:
         def set_step_success(transaction_id: str, step: str, *args: Any, **kwargs: Any) -> Any:
-            pending = _Signal(step, time.time())
+            pending = SignalInFlight(step, time.time())
             with self._lock:
                 self._signals[transaction_id] = pending
             try:
@@ -447,7 +360,7 @@ class Instrumentation:
         set_step_success.__doc__ = signal.__doc__
         return set_step_success
 
-    def _signalled(self, transaction_id: str, signal: _Signal) -> None:
+    def _signalled(self, transaction_id: str, signal: SignalInFlight) -> None:
         """The wait span of a step a success signal finished (nothing if the signal was kept,
         refused, or came too late)."""
         try:
@@ -457,22 +370,22 @@ class Instrumentation:
         if loaded is None:
             return
         stored, rows = loaded
-        ended = _signalled_end(rows, signal)
+        ended = signalled_end(rows, signal)
         if ended is None:
             return
         segment = signal.segment or self._quiet_segment(transaction_id, stored.workflow, signal)
         event = Event("step_signalled", stored.workflow, transaction_id, signal.step)
-        span = self._wait_span(event, segment, _stored_wait(rows, signal.step), "done", "signal")
-        span.end(end_time=_ns(max(ended, _start_of(span, ended))))
+        span = self._wait_span(event, segment, stored_wait(rows, signal.step), "done", "signal")
+        span.end(end_time=ns(max(ended, start_of(span, ended))))
 
-    def _quiet_segment(self, transaction_id: str, workflow: str, signal: _Signal) -> Span:
+    def _quiet_segment(self, transaction_id: str, workflow: str, signal: SignalInFlight) -> Span:
         """The run span of a signal's continuation that emitted no event (it parked again)."""
         event = Event("run_signalled", workflow, transaction_id, timestamp=signal.at)
         span = self._tracer.start_span(
             f"flowkit.run {workflow}",
             context=self._parent(transaction_id),
             attributes={**self._attributes(event), "flowkit.state": "waiting"},
-            start_time=_ns(signal.at),
+            start_time=ns(signal.at),
         )
         span.end()
         self._runs_counter.add(1, {"flowkit.workflow": workflow, "flowkit.outcome": "waiting"})
@@ -489,50 +402,9 @@ class Instrumentation:
             f"flowkit.schedule {schedule}",
             context=self._parent(event.transaction_id),
             attributes=attributes,
-            start_time=_ns(event.timestamp),
+            start_time=ns(event.timestamp),
         )
-        span.end(end_time=_ns(event.timestamp))
-
-
-def _may_end_wait(event: Event, run: _Run | None) -> bool:
-    """True for an event that may end a stored wait: a sleep's wake-up, or a step failing
-    without an attempt in flight here (a failure signal, an expired deadline)."""
-    if event.step is None:
-        return False
-    if event.name == "run_woken":
-        return True
-    return event.name == "step_failed" and (run is None or ("invoke", event.step) not in run.steps)
-
-
-def _stored_wait(rows: Sequence[StoredStep], step: str) -> _Parked | None:
-    for row in reversed(rows):
-        if row.step == step and row.action == "invoke" and row.status == "waiting":
-            return _Parked(row.ended_at, row.due_at)
-    return None
-
-
-def _signalled_end(rows: Sequence[StoredStep], signal: _Signal) -> float | None:
-    """When the signalled step was finished by this signal (its `done` row, written after
-    the signal began and after the step's wait), or None."""
-    waited = False
-    for row in rows:
-        if row.step != signal.step or row.action != "invoke":
-            continue
-        if row.status == "waiting":
-            waited = True
-        elif waited and row.status == "done" and (row.ended_at or 0.0) >= signal.at:
-            return row.ended_at
-    return None
-
-
-def _record_error(span: Span, error: str) -> None:
-    span.add_event("exception", {"exception.message": error})
-    span.set_status(Status(StatusCode.ERROR, error[:200]))
-
-
-def _start_of(span: Span, default: float) -> float:
-    start = getattr(span, "start_time", None)  # the SDK's spans know it, the API's do not
-    return start / 1e9 if isinstance(start, int) else default
+        span.end(end_time=ns(event.timestamp))
 
 
 def instrument(
