@@ -32,10 +32,8 @@ class StepResponse(Generic[OutT, CompT]):
         output: The value downstream steps see.
         compensate_input: What the compensation receives; when left out, it receives `output`.
         timeout: For an `async_completion` step: seconds this wait may last (its deadline
-            is the time it parks plus this), overriding the step's own `timeout`.
-
-    Raises:
-        InvalidTime: a negative, non-finite or non-numeric `timeout`.
+            is the time it parks plus this), overriding the step's own `timeout`; a
+            negative, non-finite or non-numeric one raises `InvalidTime`.
     """
 
     __slots__ = ("compensate_input", "output", "skipped", "timeout")
