@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowkit import (
     Engine,
-    MemoryStore,
     SimulatedCrash,
     StepContext,
     TransactionState,
@@ -18,7 +15,6 @@ from flowkit import (
     step,
     workflow,
 )
-from flowkit.sqlalchemy import SqlStore
 from flowkit.store import Store
 from flowkit.testing.faults import Crash, FailurePlan, PlanFaults
 
@@ -51,22 +47,11 @@ def confirm_ship(value: Any) -> WorkflowResponse[Any]:
     return WorkflowResponse(notify(ship(confirm(value))))
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A durable store shared by the engine that dies and the one that recovers."""
+@pytest.fixture
+def store(durable_store: Store) -> Store:
+    """The test's durable store (memory, SQLite or PostgreSQL), the step log emptied."""
     CALLS.clear()
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    url = (
-        f"sqlite:///{tmp_path / 'c.db'}"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    sql = SqlStore(url)
-    sql.create_all()
-    yield sql
-    sql.close()
+    return durable_store
 
 
 def test_a_crash_after_a_signal_is_recovered_and_finishes_once(store: Store) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -35,37 +35,10 @@ from flowkit import (
     TransactionState,
     UnknownStep,
 )
-from flowkit.sqlalchemy import SqlStore
 from flowkit.store import Store
 from flowkit.testing.faults import Crash, FailurePlan, PlanFaults
 
 StoreFactory = Callable[[], Store]
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """A factory of stores that all reach the same data (memory, a SQLite file, a PG database)."""
-    if request.param == "memory":
-        shared = MemoryStore()
-        yield lambda: shared
-        return
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'runs.db'}"
-    else:
-        url = str(request.getfixturevalue("postgres_url"))
-    opened: list[SqlStore] = []
-    setup = SqlStore(url)
-    setup.create_all()
-    setup.close()
-
-    def factory() -> Store:
-        store = SqlStore(url)
-        opened.append(store)
-        return store
-
-    yield factory
-    for store in opened:
-        store.close()
 
 
 @pytest.fixture

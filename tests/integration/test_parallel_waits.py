@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flowkit import (
     Engine,
-    MemoryStore,
     StepContext,
     StepResponse,
     TransactionState,
@@ -20,7 +17,6 @@ from flowkit import (
     step,
     workflow,
 )
-from flowkit.sqlalchemy import SqlStore
 from flowkit.store import Store
 from flowkit.testing import ManualClock
 
@@ -64,22 +60,11 @@ def two_waits(value: Any) -> WorkflowResponse[dict[str, Any]]:
     return WorkflowResponse({"a": a, "b": b})
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A durable store: memory, a SQLite file or a PostgreSQL database."""
+@pytest.fixture
+def store(durable_store: Store) -> Store:
+    """The test's durable store (memory, SQLite or PostgreSQL), the step log emptied."""
     UNDONE.clear()
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    url = (
-        f"sqlite:///{tmp_path / 'w.db'}"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    sql = SqlStore(url)
-    sql.create_all()
-    yield sql
-    sql.close()
+    return durable_store
 
 
 def test_signalling_one_sibling_parks_the_run_again(store: Store) -> None:

@@ -6,11 +6,11 @@ file and a fresh PostgreSQL database.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +23,6 @@ from flowkit import (
     Engine,
     Event,
     InvalidTime,
-    MemoryStore,
     Schedule,
     SimulatedCrash,
     StepNotWaiting,
@@ -32,38 +31,11 @@ from flowkit import (
     UnknownWorkflow,
     workflow,
 )
-from flowkit.sqlalchemy import SqlStore
 from flowkit.store import Store
 from flowkit.testing import ManualClock
 from flowkit.testing.faults import Crash, FailurePlan, PlanFaults
 
 EngineFactory = Callable[..., Engine]
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
-    """Stores that all reach the same runs (one shared MemoryStore, a SQLite file, a PG db)."""
-    if request.param == "memory":
-        shared = MemoryStore()
-        yield lambda: shared
-        return
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'time.db'}"
-    else:
-        url = str(request.getfixturevalue("postgres_url"))
-    setup = SqlStore(url)
-    setup.create_all()
-    setup.close()
-    opened: list[SqlStore] = []
-
-    def make() -> Store:
-        store = SqlStore(url)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
 
 
 @pytest.fixture
@@ -73,20 +45,43 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def engines(store_factory: Callable[[], Store], clock: ManualClock) -> Iterator[EngineFactory]:
+def engines(make_store: Callable[[], Store], clock: ManualClock) -> Iterator[EngineFactory]:
     """Builds engines over the test's store and clock (each as a separate process would)."""
     time_app.JOURNAL.entries.clear()
     made: list[Engine] = []
 
     def make(**options: Any) -> Engine:
         options.setdefault("clock", clock)
-        engine = Engine(store_factory(), ALL, **options)
+        engine = Engine(make_store(), ALL, **options)
         made.append(engine)
         return engine
 
     yield make
     for engine in made:
         engine.runtime.leases.close()
+
+
+def _at_once(*calls: Callable[[], Any]) -> list[Any]:
+    """Run `calls` in threads released together; their results, or the first error raised."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        barrier.wait()
+        try:
+            results[k] = calls[k]()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 # --- deadlines on waits ------------------------------------------------------------------------
@@ -175,26 +170,13 @@ def test_a_signal_racing_the_deadline_changes_the_run_once(
         parker.run(hold_and_wait, f"race-{i}", transaction_id=f"race-{i}")
     clock.advance(WAIT + 1)
     ticker, signaller = engines(), engines()
-    barrier = threading.Barrier(2)
-    outcomes: list[Any] = []
-
-    def tick() -> None:
-        barrier.wait()
-        outcomes.append(ticker.tick())
 
     def signal() -> None:
-        barrier.wait()
-        for i in range(5):
-            try:
-                outcomes.append(signaller.set_step_success(f"race-{i}", "challenge", "late"))
-            except (StepNotWaiting, flowkit.TransactionInProgress) as exc:
-                outcomes.append(exc)
+        for i in range(5):  # refused, or kept, when the tick got there first: never a success
+            with contextlib.suppress(StepNotWaiting, flowkit.TransactionInProgress):
+                signaller.set_step_success(f"race-{i}", "challenge", "late")
 
-    threads = [threading.Thread(target=tick), threading.Thread(target=signal)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _at_once(ticker.tick, signal)
     for i in range(5):
         record = ticker.get(f"race-{i}")
         assert record is not None
@@ -212,18 +194,7 @@ def test_two_engines_ticking_at_once_expire_each_wait_once(
         parker.run(hold_and_wait, f"twin-{i}", transaction_id=f"twin-{i}")
     clock.advance(WAIT + 1)
     a, b = engines(), engines()
-    barrier = threading.Barrier(2)
-    reports: list[flowkit.TickReport] = []
-
-    def tick(engine: Engine) -> None:
-        barrier.wait()
-        reports.append(engine.tick())
-
-    threads = [threading.Thread(target=tick, args=(e,)) for e in (a, b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    reports = _at_once(a.tick, b.tick)
     expired = [tx for report in reports for tx in report.expired]
     assert sorted(expired) == sorted(f"twin-{i}" for i in range(6))
     assert time_app.JOURNAL.count("cancel") == 6
@@ -417,18 +388,7 @@ def test_two_engines_ticking_one_schedule_create_one_run(
 ) -> None:
     """Workers firing the same tick at once store its run once (transaction id idempotency)."""
     a, b = engines(schedules=[_hourly()]), engines(schedules=[_hourly()])
-    barrier = threading.Barrier(2)
-    reports: list[flowkit.TickReport] = []
-
-    def tick(engine: Engine) -> None:
-        barrier.wait()
-        reports.append(engine.tick())
-
-    threads = [threading.Thread(target=tick, args=(e,)) for e in (a, b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    reports = _at_once(a.tick, b.tick)
     fired = [tx for report in reports for tx in report.scheduled]
     assert fired == ["hourly-nap@20260301T120000Z"]
     assert len(a.list(workflow="nap")) == 1
@@ -468,7 +428,7 @@ def test_a_cron_schedule_fires_at_its_expression_in_utc(
     assert engine.tick().scheduled == ["nightly@20260302T033000Z"]
 
 
-def test_schedule_definition_errors_are_typed(store_factory: Callable[[], Store]) -> None:
+def test_schedule_definition_errors_are_typed(make_store: Callable[[], Store]) -> None:
     """Bad cron, both or neither of cron/every, non-positive intervals, unheld workflows and
     queues."""
     with pytest.raises(InvalidTime, match="5 fields"):
@@ -484,9 +444,9 @@ def test_schedule_definition_errors_are_typed(store_factory: Callable[[], Store]
     with pytest.raises(DefinitionError, match="'@'"):
         Schedule("a@b", nap, every=60)
     with pytest.raises(UnknownWorkflow, match="does not hold"):
-        Engine(store_factory(), [hold_and_wait], schedules=[Schedule("s", "nap", every=60)])
+        Engine(make_store(), [hold_and_wait], schedules=[Schedule("s", "nap", every=60)])
     with pytest.raises(flowkit.UnknownQueue, match="nightly"):
-        Engine(store_factory(), [nap], schedules=[Schedule("s", nap, every=60, queue="nightly")])
+        Engine(make_store(), [nap], schedules=[Schedule("s", nap, every=60, queue="nightly")])
 
 
 # --- events and workers ------------------------------------------------------------------------
@@ -520,18 +480,18 @@ def test_a_worker_loop_ticks(engines: EngineFactory, clock: ManualClock) -> None
 
 
 def test_a_due_run_of_a_definition_not_held_is_skipped(
-    store_factory: Callable[[], Store], clock: ManualClock
+    make_store: Callable[[], Store], clock: ManualClock
 ) -> None:
     """tick() leaves a due run of another version alone and reports it as incompatible."""
     time_app.JOURNAL.entries.clear()
-    Engine(store_factory(), ALL, clock=clock).run(nap, "v", transaction_id="old-nap")
+    Engine(make_store(), ALL, clock=clock).run(nap, "v", transaction_id="old-nap")
 
     @workflow("nap", version=2)
     def nap_v2(value: Any) -> Any:
         return time_app.finish.with_name("finish-v2")(value)
 
     clock.advance(NAP)
-    report = Engine(store_factory(), [nap_v2], clock=clock).tick()
+    report = Engine(make_store(), [nap_v2], clock=clock).tick()
     assert report.woken == []
     assert [s.transaction_id for s in report.skipped] == ["old-nap"]
     assert report.skipped[0].incompatible
