@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from flowkit.exceptions import InvalidTime
 
-__all__ = ["Clock", "SystemClock", "as_seconds", "as_utc", "epoch_of", "instant_of"]
+__all__ = ["Clock", "SystemClock", "as_seconds", "as_utc", "epoch_of"]
 
 
 @runtime_checkable
@@ -38,11 +38,6 @@ class SystemClock:
 def epoch_of(clock: Clock) -> float:
     """The clock's current instant, in seconds since the epoch (what stores compare)."""
     return clock.now().timestamp()
-
-
-def instant_of(seconds: float | None) -> datetime | None:
-    """Seconds since the epoch as an aware UTC datetime (None stays None)."""
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
 def as_seconds(value: object, what: str) -> float:

@@ -63,6 +63,13 @@ class SkippedRun:
         self.reason = reason
         self.incompatible = incompatible
 
+    @classmethod
+    def of(cls, stored: StoredRun, reason: str) -> SkippedRun:
+        """The skip of a stored run for `reason` (`Runtime.incompatibility`'s answer, or an
+        `IncompatibleRun` met while rebuilding it)."""
+        incompatible = reason != UNKNOWN_WORKFLOW
+        return cls(stored.transaction_id, stored.workflow, reason, incompatible=incompatible)
+
     def __repr__(self) -> str:
         return f"SkippedRun({self.transaction_id!r}, {self.workflow!r}, {self.reason!r})"
 
@@ -198,14 +205,7 @@ def recover(rt: Runtime, container: Container | None, limit: int) -> RecoveryRep
     for stored in rt.store.expired(limit):
         reason = rt.incompatibility(stored)
         if reason is not None:  # left alone: not even claimed
-            report.skipped.append(
-                SkippedRun(
-                    stored.transaction_id,
-                    stored.workflow,
-                    reason,
-                    incompatible=reason != UNKNOWN_WORKFLOW,
-                )
-            )
+            report.skipped.append(SkippedRun.of(stored, reason))
             continue
         claimed = rt.store.claim(
             stored.transaction_id, rt.owner, rt.lease_seconds, (stored.status,)
@@ -215,9 +215,7 @@ def recover(rt: Runtime, container: Container | None, limit: int) -> RecoveryRep
         try:
             run = resume(rt, claimed, container)
         except IncompatibleRun as exc:
-            report.skipped.append(
-                SkippedRun(stored.transaction_id, stored.workflow, str(exc), incompatible=True)
-            )
+            report.skipped.append(SkippedRun.of(stored, str(exc)))
             continue
         report.append(rt.drive(run))
     _log_skipped(report.skipped)

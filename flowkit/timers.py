@@ -16,7 +16,7 @@ from flowkit import events, starting
 from flowkit.continuations import SkippedRun, resume
 from flowkit.exceptions import IncompatibleRun, TransactionConflict
 from flowkit.rebuild import Fired, fire_due, position
-from flowkit.runtime import UNKNOWN_WORKFLOW, Container, Runtime
+from flowkit.runtime import Container, Runtime
 from flowkit.schedule import Schedule
 from flowkit.state import TransactionState
 from flowkit.store import StoredRun
@@ -63,8 +63,7 @@ def _continue_due(
     tx = stored.transaction_id
     reason = rt.incompatibility(stored)
     if reason is not None:
-        incompatible = reason != UNKNOWN_WORKFLOW
-        report.skipped.append(SkippedRun(tx, stored.workflow, reason, incompatible=incompatible))
+        report.skipped.append(SkippedRun.of(stored, reason))
         return
     claimed = rt.store.claim(tx, rt.owner, rt.lease_seconds, _WAITING)
     if claimed is None:  # another engine took it (a tick or a signal): it is theirs now
@@ -72,7 +71,7 @@ def _continue_due(
     try:
         run = resume(rt, claimed, container)
     except IncompatibleRun as exc:
-        report.skipped.append(SkippedRun(tx, stored.workflow, str(exc), incompatible=True))
+        report.skipped.append(SkippedRun.of(stored, str(exc)))
         return
     fired = fire_due(run, now)
     position(run)

@@ -11,7 +11,12 @@ from sqlalchemy.sql import ColumnElement
 from flowkit.sqlalchemy.tables import runs
 from flowkit.store import ACTIVE
 
-__all__ = ["claim_statement", "expired_query", "runs_query"]
+__all__ = ["claim_statement", "expired_query", "runs_query", "unowned"]
+
+
+def unowned(now: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Runs no live engine owns: no owner, or an owner whose lease ran out before `now`."""
+    return or_(runs.c.owner.is_(None), runs.c.lease_expires_at < now)
 
 
 def runs_query(
@@ -40,7 +45,7 @@ def claim_statement(
         .where(
             runs.c.transaction_id == transaction_id,
             runs.c.status.in_([str(s) for s in statuses]),
-            or_(runs.c.owner.is_(None), runs.c.lease_expires_at < now),
+            unowned(now),
         )
         .values(owner=owner, lease_expires_at=now + lease_seconds, updated_at=now)
         .returning(*runs.c)
@@ -53,7 +58,7 @@ def expired_query(limit: int, now: ColumnElement[Any]) -> Any:
         select(runs)
         .where(
             runs.c.status.in_([s.value for s in ACTIVE]),
-            or_(runs.c.owner.is_(None), runs.c.lease_expires_at < now),
+            unowned(now),
         )
         .order_by(runs.c.created_at)
         .limit(limit)

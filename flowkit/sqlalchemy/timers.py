@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import or_, select, true
 from sqlalchemy.sql import ColumnElement
 
+from flowkit.sqlalchemy.ownership import unowned
 from flowkit.sqlalchemy.tables import runs
 from flowkit.state import TransactionState
 
@@ -23,7 +24,7 @@ def due_runs(now: float, workflows: Sequence[str], limit: int, db_now: ColumnEle
             runs.c.status == TransactionState.WAITING.value,
             runs.c.wake_at <= now,
             runs.c.workflow.in_(list(workflows)),
-            or_(runs.c.owner.is_(None), runs.c.lease_expires_at < db_now),
+            unowned(db_now),
         )
         .order_by(runs.c.wake_at)
         .limit(limit)
