@@ -100,9 +100,7 @@ def _apply_invoke(run: Run, node: PlanNode, row: StoredStep, codec: Codec) -> No
     run.started[i] = row.started_at
     run.ended[i] = row.ended_at
     if state is StepState.WAITING and row.due_at is not None:
-        if run.due is None:
-            run.due = {}
-        run.due[i] = row.due_at
+        run.set_due(i, row.due_at)
     if state in OUTPUT_STATES:
         run.outputs[i] = codec.loads(row.output)
     elif state in _SKIPPED_STATES or (state is StepState.FAILED and node.fails_softly):
@@ -240,14 +238,7 @@ def apply_signal(run: Run, signal: Signal, codec: Codec) -> None:
     target, node = locate(run, signal.step)
     i = node.index
     if signal.kind == "success":
-        output = codec.loads(signal.payload)
-        target.outputs[i] = output
-        if target.comp_inputs[i] is None:
-            target.comp_inputs[i] = output
-        target.states[i] = StepState.DONE
-        target.ended[i] = time.time()
-        assert run.journal is not None
-        run.journal.invoked(target, node, None)
+        _finish_wait(run, target, node, codec.loads(signal.payload), time.time())
         return
     type_name, message = codec.loads(signal.payload)
     target.fail(node, SignalledFailure(type_name, message), comp_input=target.comp_inputs[i])
@@ -262,8 +253,18 @@ class Fired:
         self.expired: list[str] = []
         self.woken: list[str] = []
 
-    def __bool__(self) -> bool:
-        return bool(self.expired or self.woken)
+
+def _finish_wait(run: Run, target: Run, node: PlanNode, output: Any, at: float) -> None:
+    """A waiting step (of `target`, inside `run`) done with `output`, and checkpointed; its
+    compensation gets `output` unless its invoke gave it an input of its own."""
+    i = node.index
+    target.outputs[i] = output
+    if target.comp_inputs[i] is None:
+        target.comp_inputs[i] = output
+    target.states[i] = StepState.DONE
+    target.ended[i] = at
+    assert run.journal is not None
+    run.journal.invoked(target, node, None)
 
 
 def fire_due(run: Run, now: float, only: str | None = None) -> Fired:
@@ -281,11 +282,7 @@ def fire_due(run: Run, now: float, only: str | None = None) -> Fired:
         if due is None or due > now or (only is not None and name != only):
             continue
         if node.sleep:
-            target.outputs[i] = target.comp_inputs[i] = None
-            target.states[i] = StepState.DONE
-            target.ended[i] = now
-            assert run.journal is not None
-            run.journal.invoked(target, node, None)
+            _finish_wait(run, target, node, None, now)
             fired.woken.append(name)
             _announce(run, "run_woken", name, due)
             continue

@@ -311,10 +311,14 @@ class Run:
         """Give a waiting node its deadline, `seconds` from now on the run's clock (which
         also dates its parking, so the wait's length can be told from its row)."""
         now = epoch_of(self.clock) if self.clock is not None else time.time()
+        self.set_due(node.index, now + seconds)
+        self.ended[node.index] = now
+
+    def set_due(self, index: int, at: float) -> None:
+        """Record the deadline (epoch seconds) of the waiting node `index`."""
         if self.due is None:
             self.due = {}
-        self.due[node.index] = now + seconds
-        self.ended[node.index] = now
+        self.due[index] = at
 
     def begin(self, node: PlanNode, attempt: int) -> float:
         """Mark a node invoking; returns the attempt's start time."""
