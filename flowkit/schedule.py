@@ -16,6 +16,7 @@ from cronsim import CronSim, CronSimError
 
 from flowkit.clock import as_seconds
 from flowkit.exceptions import DefinitionError, InvalidTime
+from flowkit.step import check_name
 from flowkit.workflow import Workflow
 
 __all__ = ["CATCH_UP_LIMIT", "Schedule"]
@@ -60,8 +61,9 @@ class Schedule:
         queue: str = "default",
         catch_up: bool = False,
     ) -> None:
-        if not isinstance(name, str) or not name.strip() or "@" in name:
-            raise DefinitionError(f"a schedule needs a non-empty name without '@', not {name!r}")
+        check_name(name, "schedule")  # it begins its runs' transaction ids: no ':' either
+        if "@" in name or not name.strip():
+            raise DefinitionError(f"a schedule needs a name without '@', not {name!r}")
         if not isinstance(workflow, Workflow | str):
             raise DefinitionError(
                 f"schedule {name!r}: workflow must be a Workflow or its name, "

@@ -48,12 +48,12 @@ class TickReport:
 def tick(rt: Runtime, container: Container | None, limit: int) -> TickReport:
     """See `Engine.tick`: due waits and sleeps (at most `limit` runs), then schedules."""
     report = TickReport()
-    now = rt.now()
+    instant = rt.clock.now()  # one reading: the waits and the schedules see the same now
+    now = instant.timestamp()
     for stored in rt.store.due(now, sorted(rt.workflows), limit):
         _continue_due(rt, stored, now, container, report)
-    clock_now = rt.clock.now()
     for schedule in rt.schedules.values():
-        _fire(rt, schedule, clock_now, report)
+        _fire(rt, schedule, instant, report)
     return report
 
 
@@ -75,7 +75,7 @@ def _continue_due(
         return
     fired = fire_due(run, now)
     position(run)
-    rt.drive(run)  # nothing fired (a signal got there first): it parks again at once
+    rt.drive(run)  # nothing fired (no waiting step was due after all): it parks again
     _record(fired, tx, report)
 
 

@@ -443,6 +443,8 @@ def test_schedule_definition_errors_are_typed(make_store: Callable[[], Store]) -
         Schedule("s", nap, every=0)
     with pytest.raises(DefinitionError, match="'@'"):
         Schedule("a@b", nap, every=60)
+    with pytest.raises(DefinitionError, match="':'"):
+        Schedule("a:b", nap, every=60)
     with pytest.raises(UnknownWorkflow, match="does not hold"):
         Engine(make_store(), [hold_and_wait], schedules=[Schedule("s", "nap", every=60)])
     with pytest.raises(flowkit.UnknownQueue, match="nightly"):
