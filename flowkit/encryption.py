@@ -5,7 +5,10 @@ payloads) leaves the codec as JSON text and is sealed here before it reaches the
 
     fk1:<key id>:<base64url(12-byte nonce + AES-GCM ciphertext and tag)>
 
-The header is the associated data, so a blob cannot be moved under another key id. Each blob
+The header is the associated data, so a blob cannot be moved under another key id. Nonces
+follow NIST SP 800-38D's deterministic construction: 8 random bytes drawn per `Encryption`
+(and again after a fork, and every 2**32 values) and a 4-byte counter, so no two values ever
+sealed under one key share a nonce, without a system call per value. Each blob
 names its key: rotate by adding a new key and making it the primary; values written under the
 old key are still read while it is held. JSON text never starts with ``fk1:``, so clear values
 written before encryption was turned on are still read as they are.
@@ -20,7 +23,10 @@ import binascii
 import json
 import os
 import re
+import threading
+import weakref
 from collections.abc import Callable, Mapping
+from itertools import count
 from pathlib import Path
 
 from flowkit.exceptions import DefinitionError, EncryptionKeyMissing
@@ -32,6 +38,8 @@ PREFIX = "fk1:"
 
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _NONCE = 12
+_FIXED = 8  # the nonce's random field; the other 4 bytes count
+_COUNTER_END = 2**32
 # base64url is standard base64 with "-_" for "+/": binascii and bytes.translate do it directly,
 # without the two Python calls of base64.urlsafe_b64encode/-decode on every value
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -107,6 +115,24 @@ class Encryption:
         self._header = f"{PREFIX}{primary}:"
         self._aad = self._header.encode()
         self._encrypt: _Crypt = ciphers[primary].encrypt
+        self._reseed_lock = threading.Lock()
+        self._reseed()
+        _LIVE.add(self)
+
+    def _reseed(self) -> None:
+        """A fresh random field and a counter from zero (at start, after a fork, on wrap)."""
+        self._fixed = os.urandom(_FIXED)
+        self._counter = count()
+
+    def _nonce(self) -> bytes:
+        # next() on itertools.count is atomic under the GIL: threads never share a number
+        number = next(self._counter)
+        if number >= _COUNTER_END:
+            with self._reseed_lock:
+                if next(self._counter) >= _COUNTER_END:  # no other thread reseeded meanwhile
+                    self._reseed()
+            return self._nonce()
+        return self._fixed + number.to_bytes(4, "big")
 
     @property
     def key_ids(self) -> frozenset[str]:
@@ -159,7 +185,7 @@ class Encryption:
         Returns:
             ``fk1:<key id>:`` and the base64url nonce and ciphertext.
         """
-        nonce = os.urandom(_NONCE)  # fresh for every blob: GCM must never repeat one per key
+        nonce = self._nonce()  # unique for every blob: GCM must never repeat one per key
         blob = nonce + self._encrypt(nonce, text.encode(), self._aad)
         body = binascii.b2a_base64(blob, newline=False).translate(_TO_URLSAFE)
         return self._header + body.decode("ascii")
@@ -191,3 +217,18 @@ class Encryption:
                 key_id, "the value does not decrypt with the key held under that id"
             ) from None
         return plain.decode()
+
+
+# Every live `Encryption` draws a new random field in a forked child: parent and child would
+# otherwise count through the same nonces under the same key.
+_LIVE: weakref.WeakSet[Encryption] = weakref.WeakSet()
+
+
+def _reseed_after_fork() -> None:
+    for encryption in list(_LIVE):
+        encryption._reseed_lock = threading.Lock()
+        encryption._reseed()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reseed_after_fork)

@@ -4,6 +4,7 @@ It wraps any `Store`: the value fields of what goes in (a new run's input; the o
 compensate input and error of step rows; a run change's output and errors; signal payloads)
 are sealed by an `Encryption`, and the same fields of what comes back are opened. Ids, names,
 statuses, owners, leases and times pass in clear: they are what lists, claims and leases query.
+So does a run's empty error list (``[]``), a constant that says no more than its status.
 Anything else the wrapped store offers (`create_all`, a SQL engine...) is reached through it.
 """
 
@@ -29,6 +30,7 @@ _step_fields = attrgetter(*_STEP_FIELDS)
 _OUTPUT = _STEP_FIELDS.index("output")
 _COMPENSATE_INPUT = _STEP_FIELDS.index("compensate_input")
 _ERROR = _STEP_FIELDS.index("error")
+_NO_ERRORS = "[]"  # how the codec writes a run's errors when there are none
 
 
 class SealedStore:
@@ -91,7 +93,10 @@ class SealedStore:
     def _seal_update(self, update: RunUpdate | None) -> RunUpdate | None:
         if update is None or (update.output is None and update.errors is None):
             return update
-        return evolve(update, output=self._seal(update.output), errors=self._seal(update.errors))
+        errors = update.errors
+        if errors != _NO_ERRORS:  # an empty list says nothing the run's status does not
+            errors = self._seal(errors)
+        return evolve(update, output=self._seal(update.output), errors=errors)
 
     # --- the Store protocol -----------------------------------------------------------------
 

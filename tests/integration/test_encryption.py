@@ -145,6 +145,22 @@ def test_restart_continues_parked_and_crashed_runs(url: str) -> None:
         assert marker.encode() not in everything_stored(url), marker
 
 
+def test_only_an_empty_error_list_stays_in_clear(url: str) -> None:
+    """A done run's errors column is the constant `[]`; a failed run's errors are sealed."""
+    with engine(url, keys()) as eng:
+        eng.run(sealed, Payload("MARK-INPUT-a"), transaction_id="tx-ok")
+        eng.run(
+            sealed,
+            Payload("MARK-INPUT-b", fail=True),
+            transaction_id="tx-bad",
+            throw_on_error=False,
+        )
+        inner = eng.store.inner  # type: ignore[attr-defined]
+        assert inner.get_run("tx-ok").errors == "[]"
+        assert inner.get_run("tx-bad").errors.startswith("fk1:k1:")
+        assert eng.get("tx-bad").errors  # type: ignore[union-attr]
+
+
 def test_rotation_reads_old_values_and_writes_with_the_new_primary(url: str) -> None:
     """After adding k2 as primary, runs under k1 are read and new values name k2."""
     with engine(url, keys()) as old:
