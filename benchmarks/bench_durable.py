@@ -328,7 +328,9 @@ def print_table(results: list[dict[str, Any]]) -> None:
 def print_costs(costs: list[dict[str, Any]]) -> None:
     """Issue 24's encryption cost: medians of clear and +enc engines taking turns."""
     if costs:
-        print("encryption (issue 24): flows/s of 10-step runs, medians of turns, clear -> +enc:")
+        print(
+            "encryption (issue 24): 10-step runs in turn, flows/s of the median run, clear -> +enc:"
+        )
     for row in costs:
         cost = 1 - row["enc_flows_per_s"] / row["clear_flows_per_s"]
         print(
