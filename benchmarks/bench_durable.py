@@ -326,7 +326,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 
 def print_costs(costs: list[dict[str, Any]]) -> None:
-    """Issue 24's encryption cost: medians of clear and +enc engines taking turns."""
+    """Issue 24's encryption cost: median run times of clear and +enc engines taking turns."""
     if costs:
         print(
             "encryption (issue 24): 10-step runs in turn, flows/s of the median run, clear -> +enc:"

@@ -120,19 +120,19 @@ class Encryption:
         _LIVE.add(self)
 
     def _reseed(self) -> None:
-        """A fresh random field and a counter from zero (at start, after a fork, on wrap)."""
-        self._fixed = os.urandom(_FIXED)
-        self._counter = count()
+        """A fresh random field and a counter from zero (at start, after a fork, on wrap); one
+        attribute holds both, so a thread never pairs a number with another seed's field."""
+        self._seed = (os.urandom(_FIXED), count())
 
     def _nonce(self) -> bytes:
-        # next() on itertools.count is atomic under the GIL: threads never share a number
-        number = next(self._counter)
+        fixed, counter = self._seed
+        number = next(counter)  # atomic under the GIL: threads never share a number
         if number >= _COUNTER_END:
             with self._reseed_lock:
-                if next(self._counter) >= _COUNTER_END:  # no other thread reseeded meanwhile
+                if self._seed[1] is counter:  # no other thread reseeded meanwhile
                     self._reseed()
             return self._nonce()
-        return self._fixed + number.to_bytes(4, "big")
+        return fixed + number.to_bytes(4, "big")
 
     @property
     def key_ids(self) -> frozenset[str]:
