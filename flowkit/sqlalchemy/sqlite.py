@@ -6,19 +6,39 @@ concurrency most of the time goes to sleeping while the lock is free. Writers of
 one process therefore take this lock (re-entrant, per file) before `BEGIN IMMEDIATE` and give it
 back after COMMIT or ROLLBACK: they queue on it instead, and only other processes still meet
 SQLite's own busy wait. flowkit's store and the payment module share it when they share a file.
+
+Holding that lock, they also write through one connection per file (`SharedConnection`).
+SQLite throws away a connection's whole page cache whenever another connection has changed
+the file since its last transaction, so two writers taking turns on two connections re-read
+every page they touch, each transaction (a durable step alternates the payment module's write
+and its checkpoint). On one connection the cache stays warm.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flowkit.syncscope import deferred_sync
 
-__all__ = ["acknowledge", "database_key", "file_key", "sync_wal", "writer_lock"]
+if TYPE_CHECKING:  # the driver loads when a connection opens, not on import
+    import sqlite3
+
+__all__ = [
+    "SharedConnection",
+    "acknowledge",
+    "database_key",
+    "file_key",
+    "shared_connection",
+    "sync_wal",
+    "writer_lock",
+]
 
 _locks: dict[str, threading.RLock] = {}
+_shared: dict[str, SharedConnection] = {}
 _syncers: dict[str, _WalSyncer] = {}
 _guard = threading.Lock()
 # what SQLite itself calls to sync a log on Linux: data and size, not the modification time
@@ -49,6 +69,99 @@ def writer_lock(database: str) -> threading.RLock:
         return found
 
 
+def shared_connection(database: str, busy_timeout: float) -> SharedConnection:
+    """Attach to the connection through which this process writes the SQLite file `database`
+    (opened on first use); call `SharedConnection.detach` when done with it.
+
+    Args:
+        database: The file's path (relative paths are resolved).
+        busy_timeout: Seconds a write waits for another process's lock (the first attach sets it).
+    """
+    key = database_key(database)
+    lock = writer_lock(database)
+    with _guard:
+        found = _shared.get(key)
+        if found is None:
+            found = _shared[key] = SharedConnection(key, busy_timeout, lock)
+        found.users += 1
+        return found
+
+
+class SharedConnection:
+    """One `sqlite3` connection to a file in WAL mode, for its writers in this process.
+
+    Use it only while holding `lock` (the file's writer lock), and end every transaction
+    begun on it before letting go. Each user sets the `synchronous` it commits with first.
+
+    Args:
+        database: The file (a `database_key`).
+        busy_timeout: Seconds a statement waits for another process's lock.
+        lock: The file's writer lock.
+    """
+
+    def __init__(self, database: str, busy_timeout: float, lock: threading.RLock) -> None:
+        self.database = database
+        self.lock = lock
+        self.users = 0
+        self._busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._synchronous = ""
+
+    def busy(self) -> bool:
+        """Whether a transaction is open on the connection (its lock is held re-entrantly by
+        a thread already inside one: a second transaction must go elsewhere)."""
+        conn = self._conn
+        return conn is not None and self._pid == os.getpid() and conn.in_transaction
+
+    def connection(self, synchronous: str | None) -> sqlite3.Connection:
+        """The connection (opened if need be), set to commit with `synchronous` (None: as it
+        is; for a transaction that writes nothing)."""
+        conn = self._conn
+        if conn is None or self._pid != os.getpid():  # a forked child opens its own
+            conn = self._open()
+        if synchronous is not None and self._synchronous != synchronous:
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous = synchronous
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        import sqlite3  # the driver, on first use (see the imports above)
+
+        conn = sqlite3.connect(
+            self.database,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # users issue BEGIN themselves
+            check_same_thread=False,  # any thread holding the lock
+            cached_statements=256,
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+        self._conn, self._pid, self._synchronous = conn, os.getpid(), ""
+        return conn
+
+    def discard(self) -> None:
+        """Close the connection after an error that may have broken it; the next use reopens."""
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == os.getpid():
+            import sqlite3  # loaded already: a connection was opened
+
+            with contextlib.suppress(sqlite3.Error):  # already broken: nothing to release
+                conn.close()
+
+    def detach(self) -> None:
+        """One user is done; the last one closes the connection."""
+        with _guard:
+            self.users -= 1
+            if self.users > 0:
+                return
+            if _shared.get(self.database) is self:
+                del _shared[self.database]
+        with self.lock:
+            self.discard()
+
+
 def acknowledge(key: str | None, database: str, sync: Callable[[str], None]) -> None:
     """After a commit under acknowledged durability: inside a drive's sync scope the fsync is
     left to the scope (one at the end of the drive); outside any scope, `sync` it now."""
@@ -70,11 +183,13 @@ def sync_wal(database: str) -> None:
     that began after it called (which covers its commits), and one sync serves every caller
     that was waiting when it began.
     """
-    key = database_key(database)
-    with _guard:
-        syncer = _syncers.get(key)
-        if syncer is None:
-            syncer = _syncers[key] = _WalSyncer()
+    syncer = _syncers.get(database)  # a `database_key` already: no path to resolve
+    if syncer is None:
+        key = database_key(database)
+        with _guard:
+            syncer = _syncers.get(key)
+            if syncer is None:
+                syncer = _syncers[key] = _WalSyncer()
     syncer.sync(database)
 
 

@@ -41,7 +41,14 @@ from flowkit.sqlalchemy.migrate import upgrade
 from flowkit.sqlalchemy.notify import Listener
 from flowkit.sqlalchemy.ownership import claim_statement, expired_query, runs_query
 from flowkit.sqlalchemy.queues import claim_queued, queued_elsewhere, running
-from flowkit.sqlalchemy.sqlite import acknowledge, file_key, sync_wal, writer_lock
+from flowkit.sqlalchemy.sqlite import (
+    SharedConnection,
+    acknowledge,
+    file_key,
+    shared_connection,
+    sync_wal,
+    writer_lock,
+)
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, run_from_row
 from flowkit.sqlalchemy.tables import SCHEMA_REVISION, VERSION_TABLE, inbox, metadata, runs, steps
 from flowkit.sqlalchemy.timers import due_runs, latest_with_prefix
@@ -130,10 +137,22 @@ class SqlStore:
         self._now = now_expression(self.is_sqlite)
         self._sql = Statements(self.engine, self._now, is_sqlite=self.is_sqlite)
         self._writer = CheckpointWriter(
-            self.engine, self._sql, is_sqlite=self.is_sqlite, write_lock=self._write_lock
+            self.engine,
+            self._sql,
+            is_sqlite=self.is_sqlite,
+            write_lock=self._write_lock,
+            shared=self._shared_connection(busy_timeout),
         )
         self._group = GroupCommit(self._writer.write_batch)
         self._schema_checked = False
+
+    def _shared_connection(self, busy_timeout: float) -> tuple[SharedConnection, str] | None:
+        """The file's shared writer connection (SQLite on disk in WAL mode), with the
+        `synchronous` checkpoints commit with; None elsewhere."""
+        key = file_key(self._database) if self.is_sqlite else None
+        if key is None or self.journal_mode.upper() != "WAL" or "?" in self.url:
+            return None  # in memory, another journal, or connect options of the URL's own
+        return shared_connection(key, busy_timeout), self.synchronous
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -354,15 +373,15 @@ class SqlStore:
 
     def _committed(self) -> None:
         if self.durability == "acknowledged":
-            acknowledge(self.sync_key, self._database, sync_wal)
+            acknowledge(self.sync_key, self.sync_key or self._database, sync_wal)
 
     def sync_scope(self) -> SyncScope | None:
         """A scope in which writers of this store's file may leave their fsync to the run's
         next checkpoint (`flowkit.syncscope`); None unless every commit here fsyncs the file."""
         if self.sync_key is None:
             return None
-        database = self._database
-        return SyncScope(self.sync_key, lambda: sync_wal(database))
+        key = self.sync_key
+        return SyncScope(key, lambda: sync_wal(key))
 
     def open_session(self) -> Session:
         """A SQLAlchemy session on this database (its transaction begins IMMEDIATE on SQLite)."""

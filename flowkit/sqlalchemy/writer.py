@@ -1,5 +1,8 @@
 """Writing checkpoints: group-committed batches on one dedicated connection, or a step's session.
 
+On a SQLite file in WAL mode the dedicated connection is the file's `SharedConnection`, which
+the payment module writes through too.
+
 The hot path of a durable run. A batch is one transaction for the checkpoints of concurrent
 runs; an entry that breaks it is isolated by replaying the batch one entry at a time. Each
 checkpoint is fenced on its run's owner: a lost lease is `LeaseLost`, never a write.
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from flowkit.exceptions import LeaseLost
 from flowkit.sqlalchemy.group import Entry
+from flowkit.sqlalchemy.sqlite import SharedConnection
 from flowkit.sqlalchemy.statements import STEP_COLUMNS, Statements, start_values, step_values
 from flowkit.sqlalchemy.tables import inbox, runs, steps
 from flowkit.state import TransactionState
@@ -33,15 +37,24 @@ class CheckpointWriter:
         sql: Its precompiled statements.
         is_sqlite: True on SQLite (BEGIN IMMEDIATE, single-statement autocommit).
         write_lock: The lock every writer of the database file in this process shares.
+        shared: The file's shared connection, to write through instead of one of `engine`'s
+            (its `lock` is `write_lock`), and the `synchronous` to commit with there.
     """
 
     def __init__(
-        self, engine: Engine, sql: Statements, *, is_sqlite: bool, write_lock: Any
+        self,
+        engine: Engine,
+        sql: Statements,
+        *,
+        is_sqlite: bool,
+        write_lock: Any,
+        shared: tuple[SharedConnection, str] | None = None,
     ) -> None:
         self.engine = engine
         self.is_sqlite = is_sqlite
         self._sql = sql
         self._write_lock = write_lock
+        self._shared = shared
         self._writer_conn: Any = None
         self._writer_lock = threading.Lock()
 
@@ -154,6 +167,9 @@ class CheckpointWriter:
                 )
 
     def _writer(self) -> Any:
+        if self._shared is not None:
+            shared, synchronous = self._shared
+            return shared.connection(synchronous)
         if self._writer_conn is None:
             self._writer_conn = self.engine.raw_connection()
         return self._writer_conn
@@ -165,6 +181,9 @@ class CheckpointWriter:
             self._drop_writer()
 
     def _drop_writer(self) -> None:
+        if self._shared is not None:
+            self._shared[0].discard()
+            return
         conn, self._writer_conn = self._writer_conn, None
         if conn is not None:
             try:
@@ -173,8 +192,11 @@ class CheckpointWriter:
                 conn.close()
 
     def close(self) -> None:
-        """Close the dedicated connection."""
+        """Close the dedicated connection (or let go of the shared one)."""
         with self._writer_lock:
+            shared, self._shared = self._shared, None
+            if shared is not None:
+                shared[0].detach()
             if self._writer_conn is not None:
                 self._writer_conn.close()
                 self._writer_conn = None

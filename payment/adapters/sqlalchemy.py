@@ -23,12 +23,12 @@ from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 
-from flowkit.sqlalchemy.sqlite import file_key
+from flowkit.sqlalchemy.sqlite import SharedConnection, file_key, shared_connection
 from flowkit.syncscope import deferred_sync
 from payment.adapters import tables as t
 from payment.adapters.compiled import Sql, TableSql
 from payment.adapters.connections import IdleConnections, WriterLock
-from payment.adapters.engine import is_sqlite
+from payment.adapters.engine import BUSY_TIMEOUT_SECONDS, is_sqlite
 from payment.adapters.locks import AdvisoryLocks, FileLocks, ThreadLocks
 from payment.adapters.statements import Filters, Statements
 from payment.domain import (
@@ -57,7 +57,7 @@ def _is_unique_violation(error: Exception) -> bool:
     )
 
 
-def _rolled_back(connection: PoolProxiedConnection) -> bool:
+def _rolled_back(connection: PoolProxiedConnection | Any) -> bool:
     try:
         connection.rollback()
     except Exception:
@@ -382,6 +382,10 @@ class SqlPaymentStore:
     follows, fsyncs the log for both (see `flowkit.syncscope`), and the write commits with
     ``synchronous=NORMAL``.
 
+    On a SQLite file, writes go through the file's `SharedConnection` (flowkit's store on the
+    file writes through it too, so neither re-reads what the other wrote), and so do reads
+    whenever no other thread is writing; other reads take a pooled connection.
+
     Args:
         engine: From `payment.adapters.engine.create_payment_engine`; the store disposes of it.
     """
@@ -394,6 +398,11 @@ class SqlPaymentStore:
         self._connections = IdleConnections(engine)
         self._writer = WriterLock(engine.url.database or "") if self._is_sqlite else None
         self._sync_key = file_key(engine.url.database or "") if self._is_sqlite else None
+        self._shared: SharedConnection | None = (
+            shared_connection(self._sync_key, BUSY_TIMEOUT_SECONDS)
+            if self._sync_key is not None and not engine.url.query
+            else None
+        )
         self._locks = self._named_locks()
 
     def _named_locks(self) -> AdvisoryLocks | FileLocks | ThreadLocks:
@@ -423,15 +432,43 @@ class SqlPaymentStore:
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[SqlPaymentRepository]:
+        shared = self._shared
         writer = self._writer if write else None
         if writer is not None:
             writer.acquire()
+        elif shared is not None and not shared.lock.acquire(blocking=False):
+            shared = None  # a writer has it: read on a pooled connection meanwhile
         try:
-            with self._connection(write=write) as connection:
-                yield SqlPaymentRepository(connection, self._sql)
+            if shared is not None and not shared.busy():
+                with self._shared_transaction(shared, write=write) as connection:
+                    yield SqlPaymentRepository(connection, self._sql)
+            else:
+                with self._connection(write=write) as connection:
+                    yield SqlPaymentRepository(connection, self._sql)
         finally:
             if writer is not None:
                 writer.release()
+            elif shared is not None:
+                shared.lock.release()
+
+    @contextmanager
+    def _shared_transaction(self, shared: SharedConnection, *, write: bool) -> Iterator[Any]:
+        """A transaction on the file's shared connection (its lock held), committed at the
+        end of the block, else rolled back."""
+        scope = deferred_sync(self._sync_key) if write and self._sync_key is not None else None
+        connection = shared.connection(None if not write else "NORMAL" if scope else "FULL")
+        try:
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            yield connection
+            connection.commit()
+        except BaseException as error:
+            if not _rolled_back(connection):
+                shared.discard()
+            if isinstance(error, self._integrity_error) and _is_unique_violation(error):
+                raise DuplicateKey(str(error)[:300]) from error
+            raise
+        if scope is not None:
+            scope.defer()  # the run's next checkpoint fsyncs the log for this commit
 
     @contextmanager
     def _connection(self, *, write: bool) -> Iterator[Any]:
@@ -471,6 +508,9 @@ class SqlPaymentStore:
             connection.invalidate()
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and let go of the shared one)."""
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.detach()
         self._connections.close()
         self.engine.dispose()
