@@ -30,8 +30,8 @@ from rich.table import Table
 
 import flowkit
 from flowkit import Engine, Event, Ref, WorkflowResponse, transform, when, workflow
+from flowkit.clock import ManualClock  # not flowkit.testing: that needs the dev extras
 from flowkit.sqlalchemy import SqlStore
-from flowkit.testing import ManualClock
 from payment import NotFound, PaymentCollection, make_payment_module, register
 from payment.cart import CartService
 from payment.inputs import (

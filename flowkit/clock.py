@@ -8,12 +8,13 @@ give `flowkit.testing.ManualClock` and move time instead of sleeping.
 from __future__ import annotations
 
 import math
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from flowkit.exceptions import InvalidTime
 
-__all__ = ["Clock", "SystemClock", "as_seconds", "as_utc", "epoch_of"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "as_seconds", "as_utc", "epoch_of"]
 
 
 @runtime_checkable
@@ -73,3 +74,51 @@ def as_utc(value: object, what: str) -> datetime:
             "(datetime(..., tzinfo=UTC))"
         )
     return value.astimezone(UTC)
+
+
+_START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class ManualClock:
+    """A `flowkit.Clock` for tests: `now()` stays where it was set until `advance` or `set`.
+
+    Args:
+        start: The first instant (an aware datetime; default 2026-01-01 00:00 UTC, so runs
+            are reproducible).
+
+    Raises:
+        InvalidTime: `start` has no time zone.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = _START if start is None else as_utc(start, "ManualClock start")
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """The instant the clock was last set to."""
+        with self._lock:
+            return self._now
+
+    def advance(self, by: float | timedelta) -> datetime:
+        """Move the clock forward by seconds or a `timedelta`; returns the new instant.
+
+        Raises:
+            InvalidTime: a negative or non-finite amount (time never runs backwards here).
+        """
+        seconds = as_seconds(by, "ManualClock.advance")
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            return self._now
+
+    def set(self, instant: datetime) -> None:
+        """Put the clock at `instant` (an aware datetime; it may go backwards).
+
+        Raises:
+            InvalidTime: `instant` has no time zone.
+        """
+        value = as_utc(instant, "ManualClock.set")
+        with self._lock:
+            self._now = value
+
+    def __repr__(self) -> str:
+        return f"ManualClock({self.now().isoformat()})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -502,3 +503,20 @@ def test_the_demo_shows_an_abandoned_challenge_expiring(
     assert re.search(r"the deadline passed: run accept-cart_\w+ reverted", out)
     assert re.search(r"session payses_\w+ canceled at the gateway", out)
     assert "the cart's collection: none" in out
+
+
+def test_the_demo_runs_without_the_dev_extras(tmp_path: Path) -> None:
+    """The quick start's first command installs no dev extras: the demo must run with
+    Hypothesis (and so `flowkit.testing`) unimportable."""
+    demo = Path(__file__).resolve().parents[2] / "examples" / "accept_payment.py"
+    script = (
+        "import runpy, sys\n"
+        "sys.modules['hypothesis'] = None  # as if not installed\n"
+        f"sys.argv = ['accept_payment.py', '--database', 'sqlite:///{tmp_path / 'demo.db'}']\n"
+        f"runpy.run_path({str(demo)!r}, run_name='__main__')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "the cart's collection: none" in done.stdout
