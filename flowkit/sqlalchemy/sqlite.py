@@ -39,6 +39,7 @@ __all__ = [
 
 _locks: dict[str, threading.RLock] = {}
 _shared: dict[str, SharedConnection] = {}
+_inherited: list[object] = []  # a forked child's copies of its parent's connections
 _syncers: dict[str, _WalSyncer] = {}
 _guard = threading.Lock()
 # what SQLite itself calls to sync a log on Linux: data and size, not the modification time
@@ -105,20 +106,19 @@ class SharedConnection:
         self.users = 0
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
-        self._pid = 0
         self._synchronous = ""
 
     def busy(self) -> bool:
         """Whether a transaction is open on the connection (its lock is held re-entrantly by
         a thread already inside one: a second transaction must go elsewhere)."""
         conn = self._conn
-        return conn is not None and self._pid == os.getpid() and conn.in_transaction
+        return conn is not None and conn.in_transaction
 
     def connection(self, synchronous: str | None) -> sqlite3.Connection:
         """The connection (opened if need be), set to commit with `synchronous` (None: as it
         is; for a transaction that writes nothing)."""
         conn = self._conn
-        if conn is None or self._pid != os.getpid():  # a forked child opens its own
+        if conn is None:
             conn = self._open()
         if synchronous is not None and self._synchronous != synchronous:
             conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -138,13 +138,20 @@ class SharedConnection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-        self._conn, self._pid, self._synchronous = conn, os.getpid(), ""
+        self._conn, self._synchronous = conn, ""
         return conn
+
+    def forget(self) -> None:
+        """Let go of the connection without closing it (in a forked child, whose copy of its
+        parent's must never run SQLite's close on the parent's file); the next use reopens."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _inherited.append(conn)  # kept referenced: garbage collection would close it
 
     def discard(self) -> None:
         """Close the connection after an error that may have broken it; the next use reopens."""
         conn, self._conn = self._conn, None
-        if conn is not None and self._pid == os.getpid():
+        if conn is not None:
             import sqlite3  # loaded already: a connection was opened
 
             with contextlib.suppress(sqlite3.Error):  # already broken: nothing to release
@@ -160,6 +167,16 @@ class SharedConnection:
                 del _shared[self.database]
         with self.lock:
             self.discard()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: no shared connection of the parent is used (each reopens)."""
+    for shared in _shared.values():
+        shared.forget()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def acknowledge(key: str | None, database: str, sync: Callable[[str], None]) -> None:

@@ -17,14 +17,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection
 
 from flowkit.sqlalchemy.sqlite import SharedConnection, file_key, shared_connection
-from flowkit.syncscope import deferred_sync
+from flowkit.syncscope import SyncScope, deferred_sync
 from payment.adapters import tables as t
 from payment.adapters.compiled import Sql, TableSql
 from payment.adapters.connections import IdleConnections, WriterLock
@@ -76,6 +76,11 @@ def _synchronous(pooled: PoolProxiedConnection, connection: Any, mode: str) -> N
     if current != mode:
         connection.execute(f"PRAGMA synchronous={mode}")
         pooled.info[_SYNC_MODE] = (connection, mode)
+
+
+def _commit_mode(scope: SyncScope | None) -> str:
+    """The ``synchronous`` a SQLite write commits with: NORMAL when a scope fsyncs for it."""
+    return "FULL" if scope is None else "NORMAL"
 
 
 def _group(records: Iterable[Any], key: str) -> dict[str, list[Any]]:
@@ -455,8 +460,8 @@ class SqlPaymentStore:
     def _shared_transaction(self, shared: SharedConnection, *, write: bool) -> Iterator[Any]:
         """A transaction on the file's shared connection (its lock held), committed at the
         end of the block, else rolled back."""
-        scope = deferred_sync(self._sync_key) if write and self._sync_key is not None else None
-        connection = shared.connection(None if not write else "NORMAL" if scope else "FULL")
+        scope = self._write_scope(write)
+        connection = shared.connection(_commit_mode(scope) if write else None)
         try:
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield connection
@@ -464,11 +469,19 @@ class SqlPaymentStore:
         except BaseException as error:
             if not _rolled_back(connection):
                 shared.discard()
-            if isinstance(error, self._integrity_error) and _is_unique_violation(error):
-                raise DuplicateKey(str(error)[:300]) from error
-            raise
+            self._raise_failed(error)
         if scope is not None:
             scope.defer()  # the run's next checkpoint fsyncs the log for this commit
+
+    def _write_scope(self, write: bool) -> SyncScope | None:
+        """The durable step's scope a SQLite write leaves its fsync to (None: it fsyncs)."""
+        return deferred_sync(self._sync_key) if write and self._sync_key is not None else None
+
+    def _raise_failed(self, error: BaseException) -> NoReturn:
+        """Re-raise a transaction's error, a unique-key violation as `DuplicateKey`."""
+        if isinstance(error, self._integrity_error) and _is_unique_violation(error):
+            raise DuplicateKey(str(error)[:300]) from error
+        raise error
 
     @contextmanager
     def _connection(self, *, write: bool) -> Iterator[Any]:
@@ -476,13 +489,13 @@ class SqlPaymentStore:
         pooled = self._connections.get()
         connection: Any = pooled.dbapi_connection
         snapshot = not write and not self._is_sqlite  # PostgreSQL reads: REPEATABLE READ
-        scope = deferred_sync(self._sync_key) if write and self._sync_key is not None else None
+        scope = self._write_scope(write)
         try:
             if snapshot:
                 connection.isolation_level = _REPEATABLE_READ
             elif self._is_sqlite:  # psycopg begins a transaction with its first statement
                 if write:
-                    _synchronous(pooled, connection, "FULL" if scope is None else "NORMAL")
+                    _synchronous(pooled, connection, _commit_mode(scope))
                 connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield connection
             connection.commit()
@@ -490,9 +503,7 @@ class SqlPaymentStore:
                 scope.defer()  # the run's next checkpoint fsyncs the log for this commit
         except BaseException as error:
             self._abandon(pooled, error)
-            if isinstance(error, self._integrity_error) and _is_unique_violation(error):
-                raise DuplicateKey(str(error)[:300]) from error
-            raise
+            self._raise_failed(error)
         finally:
             if snapshot and pooled.is_valid and not connection.closed:
                 connection.isolation_level = None
